@@ -1,0 +1,35 @@
+# Two entry points that do all their own set-up on a fresh machine:
+#   make demo   create .venv, install rssm, run `rssm train` on its default
+#   make test   create .venv, install rssm with the dev extras, run the test suite
+# Bring your own environment instead with:  make test VENV_BIN=  (uses python3 on PATH).
+PYTHON ?= python3
+VENV ?= .venv
+# Installed first so that no later requirement pulls a CUDA build of torch.
+TORCH_SPEC ?= torch==2.13.0
+VENV_BIN ?= $(VENV)/bin/
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install -e ".[dev]"
+	touch $@
+
+demo: $(if $(VENV_BIN),$(VENV)/.installed)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm train
+
+test: $(if $(VENV_BIN),$(VENV)/.installed)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(if $(VENV_BIN),$(VENV)/.installed)
+	$(VENV_BIN)python benchmarks/world_model.py --json bench_world_model.json
+
+lint: $(if $(VENV_BIN),$(VENV)/.installed)
+	$(VENV_BIN)ruff check rssm tests benchmarks
+	$(VENV_BIN)ruff format --check rssm tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
