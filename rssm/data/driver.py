@@ -1,0 +1,218 @@
+"""Driver: steps N gymnasium environments in lockstep and fans transitions out to callbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+Obs = dict[str, np.ndarray]
+Policy = Callable[[Any, Obs], tuple[Any, Any]]
+StepCallback = Callable[[dict[str, Any], int], None]
+EpisodeCallback = Callable[[dict[str, Any], int], None]
+
+
+class Driver:
+    """Steps ``N`` environments in lockstep with one batched policy call per step.
+
+    Each iteration stacks the current observation of every env into ``obs[key]`` of ``[N, ...]``,
+    calls ``policy(carry, obs) -> (carry, action [N, A])`` under ``torch.no_grad()``, and hands
+    ``{**obs_i, "action": action_i}`` to every ``on_step`` callback as ``fn(transition, i)``: the
+    action in a transition is the one chosen after seeing that transition's observation
+    (DESIGN.md §3). Then env ``i`` is stepped with its action, except after an observation with
+    ``is_last``: that env's next call is ``reset()`` instead (its action is recorded but unused),
+    and ``on_episode`` callbacks get ``fn({"return": float, "length": int}, i)`` where ``length``
+    counts ``env.step`` calls (transitions minus the reset one).
+
+    Environments return observation dicts (DESIGN.md §3). Missing ``reward``, ``is_first``,
+    ``is_last`` and ``is_terminal`` keys are filled from the gymnasium API; ``is_last`` is also set
+    when the step reports ``terminated or truncated``. For a ``Discrete`` action space the one-hot
+    action row is passed to ``env.step`` as its argmax.
+
+    The driver keeps each env's pending observation between calls, so collection can alternate with
+    training; :meth:`reset` forces every env to reset on the next call. Reset ``k`` of env ``i`` is
+    seeded with a number derived from ``(seed, i, k)``, so runs repeat under a fixed seed.
+
+    Args:
+        envs: The environments; worker ``i`` in callbacks is ``envs[i]``.
+        seed: Driver seed (an int >= 0) or ``None`` for unseeded resets.
+
+    Attributes:
+        steps_per_second: Transitions per second during the last call (all envs together).
+        total_steps: Transitions emitted over the driver's life.
+        total_episodes: Episodes finished over the driver's life.
+    """
+
+    def __init__(self, envs: Sequence[gymnasium.Env], seed: int | None = None) -> None:
+        if len(envs) == 0:
+            raise ValueError("Driver needs at least one environment, got an empty sequence")
+        if seed is not None and int(seed) < 0:
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed}")
+        self.envs = list(envs)
+        self.seed = seed
+        self._step_fns: list[StepCallback] = []
+        self._episode_fns: list[EpisodeCallback] = []
+        self._obs: list[Obs | None] = [None] * len(self.envs)  # None: reset on the next call
+        self._resets = [0] * len(self.envs)
+        self._return = [0.0] * len(self.envs)
+        self._length = [0] * len(self.envs)
+        self.steps_per_second = 0.0
+        self.total_steps = 0
+        self.total_episodes = 0
+
+    def on_step(self, fn: StepCallback) -> StepCallback:
+        """Register ``fn(transition, worker)``, called for every transition; returns ``fn``."""
+        self._step_fns.append(fn)
+        return fn
+
+    def on_episode(self, fn: EpisodeCallback) -> EpisodeCallback:
+        """Register ``fn({"return", "length"}, worker)``, called per finished episode."""
+        self._episode_fns.append(fn)
+        return fn
+
+    def reset(self) -> None:
+        """Make every env start a new episode on the next call (unfinished ones are dropped)."""
+        self._obs = [None] * len(self.envs)
+
+    def close(self) -> None:
+        """Close all environments."""
+        for env in self.envs:
+            env.close()
+
+    def __call__(self, policy: Policy, *, steps: int = 0, episodes: int = 0, carry: Any = None):
+        """Run until at least ``steps`` transitions and ``episodes`` finished episodes.
+
+        All envs advance together, so up to ``N - 1`` extra transitions may be emitted.
+
+        Args:
+            policy: ``policy(carry, obs) -> (carry, action)`` with ``obs[key]`` of ``[N, ...]``
+                and ``action`` a numpy array or torch tensor of ``[N, A]``.
+            steps: Transitions to emit in this call (summed over envs).
+            episodes: Episodes to finish in this call (summed over envs).
+            carry: Policy state passed in and returned (e.g. the RSSM state).
+
+        Returns:
+            The policy's carry after the last step.
+        """
+        if steps < 0 or episodes < 0:
+            raise ValueError(f"steps and episodes must be >= 0, got {steps} and {episodes}")
+        done_steps = done_episodes = 0
+        start = time.perf_counter()
+        while done_steps < steps or done_episodes < episodes:
+            carry, finished = self._step(policy, carry)
+            done_steps += len(self.envs)
+            done_episodes += finished
+        elapsed = time.perf_counter() - start
+        if done_steps:
+            self.steps_per_second = done_steps / max(elapsed, 1e-9)
+        return carry
+
+    def _step(self, policy: Policy, carry: Any) -> tuple[Any, int]:
+        current = [obs if obs is not None else self._reset(i) for i, obs in enumerate(self._obs)]
+        keys = current[0].keys()
+        for i, obs in enumerate(current):
+            if obs.keys() != keys:
+                raise ValueError(
+                    f"env {i} returned keys {sorted(obs)}, env 0 returned {sorted(keys)}; "
+                    "all environments of a driver must share one observation layout"
+                )
+        batch = {key: np.stack([obs[key] for obs in current]) for key in keys}
+        with torch.no_grad():
+            carry, action = policy(carry, batch)
+        action = self._check_action(action)
+        finished = 0
+        for i, obs in enumerate(current):
+            transition = {**obs, "action": action[i]}
+            for fn in self._step_fns:
+                fn(transition, i)
+            self._return[i] += float(obs["reward"])
+            if obs["is_last"]:
+                stats = {"return": self._return[i], "length": self._length[i]}
+                for fn in self._episode_fns:
+                    fn(stats, i)
+                self._obs[i] = None
+                finished += 1
+            else:
+                self._obs[i] = self._env_step(i, action[i])
+        self.total_steps += len(self.envs)
+        self.total_episodes += finished
+        return carry, finished
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        if isinstance(action, torch.Tensor):
+            action = action.detach().cpu().numpy()
+        action = np.array(action, dtype=np.float32)  # a copy: callbacks may keep rows
+        if action.ndim != 2 or action.shape[0] != len(self.envs):
+            raise ValueError(
+                f"policy returned an action of shape {action.shape}, expected [N, A] with "
+                f"N={len(self.envs)} envs; return one row per env (one-hot for discrete actions)"
+            )
+        return action
+
+    def _reset(self, i: int) -> Obs:
+        seed = None
+        if self.seed is not None:
+            sequence = np.random.SeedSequence([int(self.seed), i, self._resets[i]])
+            seed = int(sequence.generate_state(1)[0])
+        self._resets[i] += 1
+        self._return[i], self._length[i] = 0.0, 0
+        obs, _ = self.envs[i].reset(seed=seed)
+        return _complete(obs, i, reward=0.0, first=True, terminated=False, truncated=False)
+
+    def _env_step(self, i: int, action: np.ndarray) -> Obs:
+        env = self.envs[i]
+        if isinstance(env.action_space, gymnasium.spaces.Discrete):
+            action = int(action.argmax()) + int(env.action_space.start)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        self._length[i] += 1
+        return _complete(
+            obs, i, reward=reward, first=False, terminated=terminated, truncated=truncated
+        )
+
+
+def _complete(
+    obs: Any, i: int, *, reward: float, first: bool, terminated: bool, truncated: bool
+) -> Obs:
+    """Copy ``obs`` and fill the contract keys that the environment left out."""
+    if not isinstance(obs, Mapping):
+        raise TypeError(
+            f"env {i} returned a {type(obs).__name__} observation; the driver needs a dict of "
+            "modalities (e.g. {'state': ...}); wrap the env with rssm.envs"
+        )
+    out = dict(obs)
+    out.setdefault("reward", np.float32(reward))
+    out.setdefault("is_first", np.bool_(first))
+    out["is_last"] = np.bool_(bool(out.get("is_last", False)) or terminated or truncated)
+    out.setdefault("is_terminal", np.bool_(terminated))
+    return out
+
+
+class RandomPolicy:
+    """Uniform random actions with the driver's policy signature.
+
+    Args:
+        action_dim: Size ``A`` of the action vector.
+        discrete: One-hot actions over ``A`` choices instead of uniform in ``[-1, 1]``.
+        seed: Seed of the policy's generator.
+    """
+
+    def __init__(self, action_dim: int, discrete: bool = False, seed: int | None = None) -> None:
+        if action_dim < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        self.action_dim = int(action_dim)
+        self.discrete = discrete
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, carry: Any, obs: Mapping[str, np.ndarray]) -> tuple[Any, np.ndarray]:
+        """Return ``(carry, action)`` with ``action`` float32 ``[N, A]``, ``N`` from ``obs``."""
+        num = len(obs["is_first"]) if "is_first" in obs else len(next(iter(obs.values())))
+        if self.discrete:
+            action = np.zeros((num, self.action_dim), np.float32)
+            action[np.arange(num), self._rng.integers(0, self.action_dim, num)] = 1.0
+        else:
+            action = self._rng.uniform(-1.0, 1.0, (num, self.action_dim)).astype(np.float32)
+        return carry, action
