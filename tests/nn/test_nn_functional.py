@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from rssm.nn.functional import symexp, symexp_bins, symlog, twohot_decode, twohot_encode
+
+
+def test_symlog_golden_values():
+    x = torch.tensor([0.0, math.e - 1.0, -(math.e - 1.0), math.e**2 - 1.0])
+    torch.testing.assert_close(symlog(x), torch.tensor([0.0, 1.0, -1.0, 2.0]))
+    expected = torch.tensor([0.0, math.e - 1.0, -(math.e**2 - 1.0)])
+    torch.testing.assert_close(symexp(torch.tensor([0.0, 1.0, -2.0])), expected)
+
+
+def test_symlog_symexp_round_trip():
+    x = torch.tensor([-1e4, -3.5, -1e-3, 0.0, 1e-3, 2.0, 1e4], dtype=torch.float64)
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    torch.testing.assert_close(symlog(symexp(x[1:-1])), x[1:-1])
+
+
+def test_symexp_bins_is_linspace_in_symlog_space():
+    bins = symexp_bins()
+    assert bins.shape == (255,)
+    assert bins[0] == -20.0 and bins[-1] == 20.0 and bins[127] == 0.0
+    torch.testing.assert_close(bins, torch.linspace(-20.0, 20.0, 255))
+    with pytest.raises(ValueError, match="num"):
+        symexp_bins(1)
+
+
+def test_twohot_exact_weights_between_bins():
+    bins = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0])
+    enc = twohot_encode(torch.tensor([0.25, -1.5, 1.0]), bins)
+    expected = torch.tensor(
+        [
+            [0.0, 0.0, 0.75, 0.25, 0.0],
+            [0.5, 0.5, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],
+        ]
+    )
+    torch.testing.assert_close(enc, expected)
+
+
+def test_twohot_clamps_at_the_edges():
+    bins = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0])
+    enc = twohot_encode(torch.tensor([-100.0, -2.0, 2.0, 7.0]), bins)
+    torch.testing.assert_close(enc[0], torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(enc[1], torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(enc[2], torch.tensor([0.0, 0, 0, 0, 1]))
+    torch.testing.assert_close(enc[3], torch.tensor([0.0, 0, 0, 0, 1]))
+
+
+def test_twohot_round_trip_and_batch_shape():
+    bins = symexp_bins(255)
+    x = torch.empty(4, 6, dtype=torch.float32).uniform_(-19.9, 19.9, generator=torch.manual_seed(0))
+    enc = twohot_encode(x, bins)
+    assert enc.shape == (4, 6, 255)
+    torch.testing.assert_close(enc.sum(-1), torch.ones(4, 6))
+    assert ((enc > 0).sum(-1) <= 2).all()
+    torch.testing.assert_close(twohot_decode(enc, bins), x, atol=1e-5, rtol=1e-5)
