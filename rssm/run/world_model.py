@@ -1,0 +1,251 @@
+"""Training a world model alone, on experience from a fixed (random) policy.
+
+This is the smallest complete job of the library: collect episodes, fit the world model, and
+measure how well it predicts the future open-loop against the copy-last-frame baseline. The
+``rssm train`` command, the world-model learning test and ``docs/results.md`` all run this code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rssm.data import Driver, RandomPolicy, Replay
+from rssm.envs import env_spec, make_env
+from rssm.models import WorldModel, WorldModelConfig, world_model_config
+
+__all__ = [
+    "OpenLoopScore",
+    "WorldModelRun",
+    "collect_episodes",
+    "open_loop_score",
+    "tiny_config",
+    "train_world_model",
+]
+
+
+@dataclass
+class WorldModelRun:
+    """Settings of a world-model training run (``rssm train``).
+
+    Attributes:
+        env: environment name for :func:`rssm.envs.make_env`.
+        env_options: extra keyword arguments of ``make_env`` (e.g. ``image_size``).
+        preset: world-model preset (``planet``, ``dreamer_v1``, ``dreamer_v2``, ``dreamer_v3``) or
+            ``tiny-gaussian`` / ``tiny-categorical`` (small models that train in minutes on a CPU).
+        size: preset size (e.g. ``xs``, ``s`` for ``dreamer_v3``); None for the preset default.
+        seed: seeds the model, the data collection and the batch sampling.
+        train_episodes, eval_episodes: random-policy episodes for training and for held-out scoring
+            (the held-out ones use other env seeds).
+        updates: gradient steps.
+        batch_size, length: batch shape [B, T] of each update.
+        lr, eps, clip: Adam learning rate and epsilon, global gradient-norm clip.
+        context, horizon: open-loop scoring observes ``context`` steps and predicts ``horizon``.
+        eval_every: score on the held-out data every this many updates (and at the end).
+        device: torch device.
+    """
+
+    env: str = "builtin:pointmass"
+    env_options: dict[str, Any] = field(default_factory=dict)
+    preset: str = "tiny-categorical"
+    size: str | None = None
+    seed: int = 0
+    train_episodes: int = 40
+    eval_episodes: int = 8
+    updates: int = 400
+    batch_size: int = 16
+    length: int = 32
+    lr: float = 1e-3
+    eps: float = 1e-6
+    clip: float = 100.0
+    context: int = 5
+    horizon: int = 10
+    eval_every: int = 100
+    device: str = "cpu"
+
+
+def tiny_config(latent: str) -> WorldModelConfig:
+    """A small world model (~1M parameters) that learns the built-in env in minutes on a CPU.
+
+    Args:
+        latent: ``"gaussian"`` (PlaNet/V1 style: free nats, MSE reward) or ``"categorical"``
+            (V3 style: 8x8 categoricals, dyn/rep KL, two-hot reward).
+    """
+    if latent not in ("gaussian", "categorical"):
+        raise ValueError(f"tiny_config: latent={latent!r} must be 'gaussian' or 'categorical'")
+    base = world_model_config(
+        "planet" if latent == "gaussian" else "dreamer_v3",
+        "xs" if latent == "categorical" else None,
+    )
+    rssm = dataclasses.replace(base.rssm, deter=128, units=128)
+    if latent == "categorical":
+        rssm = dataclasses.replace(rssm, stoch=8, classes=8)
+    else:
+        rssm = dataclasses.replace(rssm, stoch=16)
+    encoder = dataclasses.replace(base.encoder, cnn_depth=16, mlp_units=128, mlp_layers=1)
+    decoder = dataclasses.replace(base.decoder, cnn_depth=16, mlp_units=128, mlp_layers=1)
+    reward = dataclasses.replace(base.reward_head, units=128, layers=1)
+    cont = dataclasses.replace(base.cont_head, units=128, layers=1)
+    kl = base.kl
+    if latent == "gaussian":
+        kl = dataclasses.replace(kl, free_nats=1.0)
+    return dataclasses.replace(
+        base, rssm=rssm, encoder=encoder, decoder=decoder, reward_head=reward, cont_head=cont, kl=kl
+    )
+
+
+def build_config(run: WorldModelRun) -> WorldModelConfig:
+    """The world-model config a run uses."""
+    if run.preset.startswith("tiny-"):
+        return tiny_config(run.preset.removeprefix("tiny-"))
+    return world_model_config(run.preset, run.size)
+
+
+def collect_episodes(
+    env_name: str, episodes: int, seed: int, env_options: dict[str, Any] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Random-policy episodes as dicts of ``[T, ...]`` arrays (one row per step, DESIGN.md §3)."""
+    env = make_env(env_name, seed=seed, **(env_options or {}))
+    spec = env_spec(env)
+    driver = Driver([env], seed=seed)
+    finished: list[dict[str, np.ndarray]] = []
+    current: list[dict[str, Any]] = []
+
+    def record(transition: dict[str, Any], worker: int) -> None:
+        current.append(transition)
+        if transition["is_last"]:
+            finished.append({k: np.stack([step[k] for step in current]) for k in current[0]})
+            current.clear()
+
+    driver.on_step(record)
+    driver(RandomPolicy(spec.action_dim, spec.discrete, seed=seed), episodes=episodes)
+    driver.close()
+    return finished[:episodes]
+
+
+def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
+    """Non-overlapping windows of ``length`` steps inside each episode: ``[N, length, ...]``."""
+    rows: dict[str, list[np.ndarray]] = {key: [] for key in episodes[0]}
+    for episode in episodes:
+        steps = len(episode["is_first"])
+        for start in range(0, steps - length + 1, length):
+            for key, value in episode.items():
+                rows[key].append(value[start : start + length])
+    if not rows["is_first"]:
+        raise ValueError(f"windows: no episode has {length} steps")
+    return {key: np.stack(value) for key, value in rows.items()}
+
+
+class OpenLoopScore(dict):
+    """Per-pixel mean squared error in [0, 1] units of open-loop prediction and of baselines.
+
+    Keys: ``model``, ``copy_last`` (repeat the last observed frame), ``ratio`` (model / copy_last),
+    ``model_per_step`` (list over the horizon).
+    """
+
+
+@torch.no_grad()
+def open_loop_score(
+    model: WorldModel, data: dict[str, np.ndarray], context: int, horizon: int, key: str = "image"
+) -> OpenLoopScore:
+    """Open-loop image prediction error over ``horizon`` imagined steps after ``context`` observed.
+
+    Args:
+        model: the world model.
+        data: ``[N, >= context + horizon, ...]`` windows that each lie inside one episode.
+        context, horizon: observed and predicted steps.
+        key: the image key to score.
+    """
+    was_training = model.training
+    model.eval()
+    batch = model.preprocess({k: v[:, : context + horizon] for k, v in data.items()})
+    result = model.open_loop(batch, context)
+    model.train(was_training)
+    pred = result.pred[key].float() / 255.0
+    true = result.true[key].float() / 255.0
+    last = batch[key][:, context - 1 : context].float() / 255.0
+    model_err = ((pred - true) ** 2).mean(dim=(0, 2, 3, 4))
+    copy_err = ((last - true) ** 2).mean(dim=(0, 2, 3, 4))
+    score = OpenLoopScore(
+        model=float(model_err.mean()),
+        copy_last=float(copy_err.mean()),
+        model_per_step=[float(x) for x in model_err],
+        copy_last_per_step=[float(x) for x in copy_err],
+    )
+    score["ratio"] = score["model"] / max(score["copy_last"], 1e-12)
+    return score
+
+
+def batches(replay: Replay, batch_size: int, length: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless ``[B, T]`` batches from ``replay``."""
+    while True:
+        yield replay.sample(batch_size, length)
+
+
+def train_world_model(
+    run: WorldModelRun,
+    on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[WorldModel, dict[str, Any]]:
+    """Collect random-policy data, train a world model and score it open-loop on held-out data.
+
+    Args:
+        run: the run's settings.
+        on_metrics: called as ``on_metrics(update, metrics)`` every ``eval_every`` updates and at
+            the end (metrics include ``open_loop_model`` and ``open_loop_copy_last``).
+
+    Returns:
+        The trained model and a summary dict (final open-loop score, wall-clock seconds, ...).
+    """
+    torch.manual_seed(run.seed)
+    start = time.perf_counter()
+    train_eps = collect_episodes(run.env, run.train_episodes, run.seed, run.env_options)
+    eval_eps = collect_episodes(run.env, run.eval_episodes, run.seed + 10_000, run.env_options)
+    replay = Replay(sum(len(e["is_first"]) for e in train_eps), seed=run.seed)
+    for episode in train_eps:
+        for t in range(len(episode["is_first"])):
+            replay.add({k: v[t] for k, v in episode.items()})
+    held_out = windows(eval_eps, run.context + run.horizon)
+    spec = env_spec(make_env(run.env, **run.env_options))
+    model = WorldModel(spec.obs_space, spec.action_dim, build_config(run)).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, eps=run.eps)
+    collect_seconds = time.perf_counter() - start
+    history = []
+    data = batches(replay, run.batch_size, run.length)
+    for update in range(1, run.updates + 1):
+        output = model.loss(model.preprocess(next(data)))
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.clip)
+        optimizer.step()
+        if update % run.eval_every == 0 or update == run.updates:
+            metrics = {k: float(v) for k, v in output.metrics.items()}
+            metrics.update(loss=output.loss.item(), grad_norm=grad_norm.item())
+            score = open_loop_score(model, held_out, run.context, run.horizon)
+            metrics.update(
+                open_loop_model=score["model"],
+                open_loop_copy_last=score["copy_last"],
+                open_loop_ratio=score["ratio"],
+                seconds=time.perf_counter() - start,
+            )
+            history.append({"update": update, **metrics})
+            if on_metrics is not None:
+                on_metrics(update, metrics)
+            if not math.isfinite(metrics["loss"]):
+                raise FloatingPointError(f"world-model loss became {metrics['loss']} at {update}")
+    summary = {
+        "open_loop": score,
+        "seconds": time.perf_counter() - start,
+        "collect_seconds": collect_seconds,
+        "train_steps": len(replay),
+        "held_out_windows": int(held_out["is_first"].shape[0]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": history,
+    }
+    return model, summary
