@@ -16,7 +16,8 @@ def test_velocity_follows_force_and_friction():
     for _ in range(5):
         state = env.step(np.array([1.0, 0.0]))[0]["state"]
     vx, vy = state[2:4]
-    assert 0 < vx < 1 and vy == 0  # accelerating toward the top speed accel / friction = 1
+    top_speed = env.accel / env.friction
+    assert 0 < vx < top_speed and vy == 0  # accelerating toward the top speed
     for _ in range(5):
         state = env.step(np.zeros(2))[0]["state"]
     assert 0 < state[2] < vx  # friction decays the velocity
