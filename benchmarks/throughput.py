@@ -1,7 +1,7 @@
 """The machine's fp32 matrix-multiply throughput, measured in the same run as a benchmark.
 
-Benchmarks state their speed as a fraction of this limit, so that numbers from different machines (or
-from the same shared machine at different loads) can be compared.
+Benchmarks state their speed as a fraction of this limit, so that numbers from different machines
+(or from the same shared machine at different loads) can be compared.
 """
 
 from __future__ import annotations
@@ -58,4 +58,5 @@ def matmul_flops(
 
 if __name__ == "__main__":
     r = matmul_flops()
-    print(f"fp32 matmul: {r['flops'] / 1e9:.1f} GFLOP/s (n={int(r['size'])}, {torch.get_num_threads()} threads)")
+    threads = torch.get_num_threads()
+    print(f"fp32 matmul: {r['flops'] / 1e9:.1f} GFLOP/s (n={int(r['size'])}, {threads} threads)")

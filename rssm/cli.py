@@ -193,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     commands = {"train": _train, "envs": _envs}
+    if args.command == "train":
+        from rssm.run.malloc import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, ImportError, FileNotFoundError, PermissionError) as error:
