@@ -272,6 +272,8 @@ class RSSM(nn.Module):
         state: RSSMState,
         policy_or_actions: Policy | Tensor,
         horizon: int | None = None,
+        *,
+        sample: bool = True,
     ) -> tuple[RSSMState, Tensor]:
         """Roll the prior forward: the one rollout path (actor-critic, CEM, open-loop video).
 
@@ -285,6 +287,8 @@ class RSSM(nn.Module):
             policy_or_actions: ``policy(state [N]) -> action [N, A]``, or actions [N, H, A].
             horizon: H; defaults to ``actions.shape[1]`` for an action tensor, required for a
                 policy.
+            sample: draw each ``z`` from the prior (training, CEM); False takes its mode, the
+                single most likely prediction (open-loop scoring).
 
         Returns:
             ``(states [N, H+1], actions [N, H, A])``: ``states.at((slice(None), 0))`` is the start,
@@ -333,7 +337,7 @@ class RSSM(nn.Module):
                 proj = self._img_in_action(action)
             deter = self._core(state.deter, state.stoch, proj)
             stats = self._prior_stats(deter)
-            state = RSSMState(deter, self._sample(stats), stats)
+            state = RSSMState(deter, (self._sample if sample else self._mode)(stats), stats)
             states.append(state)
         if policy is not None:
             actions = (
@@ -411,9 +415,11 @@ def imagine(
     start: RSSMState,
     policy_or_actions: Policy | Tensor,
     horizon: int | None = None,
+    *,
+    sample: bool = True,
 ) -> tuple[RSSMState, Tensor]:
     """Module-level alias of :meth:`RSSM.imagine` (``rssm.models.imagine``)."""
-    return rssm.imagine(start, policy_or_actions, horizon)
+    return rssm.imagine(start, policy_or_actions, horizon, sample=sample)
 
 
 def _check_options(*, latent: str, initial: str) -> None:

@@ -351,7 +351,9 @@ class WorldModel(nn.Module):
 
     # ----------------------------------------------------------------------------- reports
     @torch.no_grad()
-    def open_loop(self, batch: Mapping[str, Tensor], context: int) -> OpenLoop:
+    def open_loop(
+        self, batch: Mapping[str, Tensor], context: int, *, sample: bool = True
+    ) -> OpenLoop:
         """Observe ``context`` rows, then predict the rest open-loop from the recorded actions.
 
         The prediction for row ``t >= context`` comes from ``imagine`` starting at the posterior of
@@ -361,6 +363,8 @@ class WorldModel(nn.Module):
         Args:
             batch: as for :meth:`loss` ([B, T, ...]).
             context: observed rows, ``1 <= context < T``.
+            sample: sample the imagined latents (as in training); False rolls out the prior's
+                mode, the single most likely future (for scoring prediction error).
 
         Returns:
             :class:`OpenLoop` with ``pred`` and ``true`` per decoded key and ``reward``, each
@@ -378,7 +382,7 @@ class WorldModel(nn.Module):
             None, embed, prev_actions[:, :context], is_first[:, :context]
         )
         start = posterior.at((slice(None), -1))
-        states, _ = self.rssm.imagine(start, action[:, context - 1 : T - 1])
+        states, _ = self.rssm.imagine(start, action[:, context - 1 : T - 1], sample=sample)
         feat = states.at((slice(None), slice(1, None))).feat()  # rows context .. T-1
         pred: dict[str, Tensor] = {}
         for key, dist in self.decoder(feat).items():

@@ -157,6 +157,9 @@ def open_loop_score(
 ) -> OpenLoopScore:
     """Open-loop image prediction error over ``horizon`` imagined steps after ``context`` observed.
 
+    The imagined latents are the prior's mode (``open_loop(..., sample=False)``): the score is that
+    of the model's single most likely prediction, comparable with the deterministic baseline.
+
     Args:
         model: the world model.
         data: ``[N, >= context + horizon, ...]`` windows that each lie inside one episode.
@@ -166,7 +169,7 @@ def open_loop_score(
     was_training = model.training
     model.eval()
     batch = model.preprocess({k: v[:, : context + horizon] for k, v in data.items()})
-    result = model.open_loop(batch, context)
+    result = model.open_loop(batch, context, sample=False)
     model.train(was_training)
     pred = result.pred[key].float() / 255.0
     true = result.true[key].float() / 255.0

@@ -123,6 +123,26 @@ def test_imagine_policy_equals_action_tensor(latent):
     torch.testing.assert_close(actions1[:, 2], policy(states1.at((slice(None), 2))))
 
 
+@pytest.mark.parametrize("latent", ["gaussian", "categorical"])
+def test_imagine_without_sampling_follows_the_prior_mode(latent):
+    rssm = make_rssm(latent)
+    N, H = 6, 4
+    start, _ = rssm.obs_step(rssm.initial(N), torch.zeros(N, A), torch.randn(N, E), torch.ones(N))
+    actions = torch.rand(N, H, A) * 2 - 1
+    torch.manual_seed(1)
+    mode1, _ = rssm.imagine(start, actions, sample=False)
+    torch.manual_seed(2)
+    mode2, _ = rssm.imagine(start, actions, sample=False)
+    torch.testing.assert_close(mode1.stoch, mode2.stoch, rtol=0, atol=0)  # no randomness
+    for i in range(1, H + 1):
+        expected = rssm.dist(mode1.stats[:, i]).mode()
+        torch.testing.assert_close(
+            mode1.stoch[:, i], expected.flatten(-2) if latent == "categorical" else expected
+        )
+    sampled, _ = rssm.imagine(start, actions)
+    assert not torch.equal(sampled.stoch[:, 1:], mode1.stoch[:, 1:])
+
+
 def test_imagine_bad_inputs():
     rssm = make_rssm()
     post, _ = rssm.observe(None, torch.randn(2, 3, E), torch.randn(2, 3, A), torch.ones(2, 3))
