@@ -61,9 +61,9 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
                 dest="env_options",
                 action="append",
                 type=_env_option,
-                default=[],
+                default=[],  # merged over the dataclass default in _train
                 metavar="KEY=VALUE",
-                help="option for make_env, repeatable (e.g. image_size=32, obs=proprio)",
+                help=f"option for make_env, repeatable, on top of {default} (e.g. image_size=64)",
             )
             continue
         kind, optional = _field_type(f.type)
@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelRun)}
-    values["env_options"] = dict(values["env_options"])
+    values["env_options"] = {**WorldModelRun().env_options, **dict(values["env_options"])}
     run = WorldModelRun(**values)
     config = build_config(run)  # fails early on an unknown preset or size
     name = run.env.replace(":", "-")

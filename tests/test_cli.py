@@ -46,7 +46,7 @@ def test_help_lists_types_and_defaults(capsys):
     for option in ("--env ", "--preset", "--updates", "--lr", "--env-option", "--size"):
         assert option in text, option
     flat = " ".join(text.split())
-    assert "--updates INT (int, default: 400)" in flat
+    assert "--updates INT (int, default: 2500)" in flat
     assert "--size STR (str | none, default: None)" in flat
     assert "builtin:pointmass" in text
 

@@ -34,8 +34,8 @@ class PointMass(gymnasium.Env):
 
     Dynamics per step (dt = 0.1): ``v += dt * (accel * force - friction * v)``, ``p += dt * v``;
     at a wall the position is clipped and that velocity component zeroed. With the defaults the
-    top speed is 3 units/s, so crossing the box takes about 7 steps; a random policy moves the
-    mass visibly within a few steps. Start position and target
+    top speed is 5 units/s; a uniformly random force moves the mass a disc radius or more within
+    a few steps, so that even 16x16 images show the dynamics. Start position and target
     are uniform in [-0.8, 0.8]^2 from the env's seeded generator; the start velocity is zero.
 
     Reward: ``clip(1 - (d - target_radius) / 1.0, 0, 1)`` with ``d`` the distance from the mass to
@@ -56,15 +56,15 @@ class PointMass(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     dt = 0.1
-    mass_radius = 0.15
-    target_radius = 0.2
+    mass_radius = 0.25
+    target_radius = 0.3
 
     def __init__(
         self,
         obs: Literal["pixels", "state", "both"] = "pixels",
         image_size: tuple[int, int] = (64, 64),
         num_actions: int | None = None,
-        accel: float = 3.0,
+        accel: float = 5.0,
         friction: float = 1.0,
         render_mode: str | None = None,
     ):
@@ -186,7 +186,7 @@ def _pointmass(
     common: SuiteOptions,
     *,
     obs: str = "pixels",
-    accel: float = 3.0,
+    accel: float = 5.0,
     friction: float = 1.0,
     num_actions: int | None = None,
 ) -> gymnasium.Env:
@@ -198,7 +198,7 @@ def _pointmass_discrete(
     common: SuiteOptions,
     *,
     obs: str = "pixels",
-    accel: float = 3.0,
+    accel: float = 5.0,
     friction: float = 1.0,
     num_actions: int = 5,
 ) -> gymnasium.Env:

@@ -53,26 +53,30 @@ class WorldModelRun:
     """
 
     env: str = "builtin:pointmass"
-    env_options: dict[str, Any] = field(default_factory=dict)
+    env_options: dict[str, Any] = field(default_factory=lambda: {"image_size": 16})
     preset: str = "tiny-categorical"
     size: str | None = None
     seed: int = 0
-    train_episodes: int = 40
-    eval_episodes: int = 8
-    updates: int = 400
+    train_episodes: int = 300
+    eval_episodes: int = 10
+    updates: int = 2500
     batch_size: int = 16
-    length: int = 32
-    lr: float = 1e-3
+    length: int = 16
+    lr: float = 2e-3
     eps: float = 1e-6
     clip: float = 100.0
     context: int = 5
     horizon: int = 10
-    eval_every: int = 100
+    eval_every: int = 500
     device: str = "cpu"
 
 
 def tiny_config(latent: str) -> WorldModelConfig:
     """A small world model (~1M parameters) that learns the built-in env in minutes on a CPU.
+
+    With the :class:`WorldModelRun` defaults (16x16 images, 2500 updates of 16x16 sequences) it
+    predicts the point mass open-loop clearly better than copying the last frame
+    (docs/results.md).
 
     Args:
         latent: ``"gaussian"`` (PlaNet/V1 style: free nats, MSE reward) or ``"categorical"``
@@ -146,8 +150,9 @@ def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.
 class OpenLoopScore(dict):
     """Per-pixel mean squared error in [0, 1] units of open-loop prediction and of baselines.
 
-    Keys: ``model``, ``copy_last`` (repeat the last observed frame), ``ratio`` (model / copy_last),
-    ``model_per_step`` (list over the horizon).
+    Keys: ``model``, ``copy_last`` (repeat the last observed frame), ``mean_frame`` (predict the
+    average held-out frame, which knows nothing of the episode), ``ratio`` (model / copy_last), and
+    ``model_per_step`` / ``copy_last_per_step`` (lists over the horizon).
     """
 
 
@@ -174,11 +179,13 @@ def open_loop_score(
     pred = result.pred[key].float() / 255.0
     true = result.true[key].float() / 255.0
     last = batch[key][:, context - 1 : context].float() / 255.0
+    mean_frame = true.mean(dim=(0, 1), keepdim=True)
     model_err = ((pred - true) ** 2).mean(dim=(0, 2, 3, 4))
     copy_err = ((last - true) ** 2).mean(dim=(0, 2, 3, 4))
     score = OpenLoopScore(
         model=float(model_err.mean()),
         copy_last=float(copy_err.mean()),
+        mean_frame=float(((mean_frame - true) ** 2).mean()),
         model_per_step=[float(x) for x in model_err],
         copy_last_per_step=[float(x) for x in copy_err],
     )
@@ -234,6 +241,7 @@ def train_world_model(
             metrics.update(
                 open_loop_model=score["model"],
                 open_loop_copy_last=score["copy_last"],
+                open_loop_mean_frame=score["mean_frame"],
                 open_loop_ratio=score["ratio"],
                 seconds=time.perf_counter() - start,
             )
