@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+from results import write_section  # noqa: E402
 from throughput import matmul_flops, sync  # noqa: E402
 
 from rssm.models import WorldModel, world_model_config  # noqa: E402
@@ -383,6 +384,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--results", action="store_true", help="write the table into docs/results.md"
+    )
     parser.add_argument("--profile", type=int, default=0, help="print top-N profiler rows")
     parser.add_argument("--breakdown", action="store_true", help="time model parts separately")
     parser.add_argument(
@@ -445,7 +449,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in models:
         r["flops_per_s"] = r["flops"] / r["median_s"]
         r["fraction_of_matmul"] = r["flops_per_s"] / report["matmul_flops"]
-    print(table(report))
+    text = table(report)
+    print(text)
+    if args.results:
+        command = "python benchmarks/world_model.py " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+        name = "world-model-speed" + ("-cuda" if args.device == "cuda" else "")
+        title = f"## World-model update speed ({report['cpu']})"
+        write_section(name, f"{title}\n\nCommand: `{command}`\n\n```\n{text}\n```")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
     return report
