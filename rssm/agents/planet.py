@@ -1,0 +1,282 @@
+"""PlaNet: act by CEM planning in the latent space of a learned RSSM world model.
+
+Hafner et al. 2019, "Learning Latent Dynamics for Planning from Pixels". Acting filters the newest
+observation into the posterior (``WorldModel.obs_step``), then plans with the cross-entropy method
+(:func:`rssm.behavior.planner.cem`): each candidate action sequence is scored by the sum of the
+reward head's mode over the states imagined from the posterior (``RSSM.imagine``, the one rollout
+path). The first action of the final plan mean is executed, plus Gaussian exploration noise while
+collecting. Learning is one world-model update per :meth:`PlanetAgent.train_step`.
+
+Randomness: the planner's candidates and the exploration noise draw from ``agent.generator``
+(seeded by ``seed``); the latent samples inside the world model draw from torch's global generator.
+Seed both for a repeatable action.
+
+Deviations (docs/paper_deviations.md): latent overshooting is not used (see the ``planet``
+world-model preset); ``warm_start`` (off by default, as in the paper) starts each plan from the
+previous one shifted by a step instead of from ``N(0, init_std)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from rssm.behavior.planner import cem, shift_plan
+from rssm.models import WorldModel, WorldModelConfig
+from rssm.types import RSSMState
+
+__all__ = ["PlanetAgent", "PlanetCarry", "PlanetConfig"]
+
+Mode = Literal["explore", "eval"]
+
+
+@dataclass
+class PlanetConfig:
+    """Planner and optimiser settings of :class:`PlanetAgent` (defaults: PlaNet, REFERENCE.md).
+
+    Free nats, 5-bit images and the model sizes live in the world-model preset (``planet``).
+
+    Attributes:
+        horizon: H, planning horizon in (action-repeated) env steps.
+        candidates: K, action sequences sampled per CEM iteration and environment.
+        elites: top sequences the CEM distribution is refit on.
+        iterations: CEM refits per environment step.
+        init_std: std of the initial CEM distribution (mean 0, or the shifted plan).
+        warm_start: start each plan from the previous plan shifted by one step (paper: off).
+        expl_noise: std of the Gaussian noise added to the action in ``explore`` mode.
+        lr, eps: Adam learning rate and epsilon of the world model.
+        clip: global gradient-norm clip of the world model.
+    """
+
+    horizon: int = 12
+    candidates: int = 1000
+    elites: int = 100
+    iterations: int = 10
+    init_std: float = 1.0
+    warm_start: bool = False
+    expl_noise: float = 0.3
+    lr: float = 1e-3
+    eps: float = 1e-4
+    clip: float = 1000.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "candidates", "elites", "iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PlanetConfig.{name} must be a positive int, got {value!r}")
+        if self.elites > self.candidates:
+            raise ValueError(
+                f"PlanetConfig.elites ({self.elites}) must be <= candidates ({self.candidates})"
+            )
+        for name in ("init_std", "expl_noise", "lr", "eps", "clip"):
+            value = getattr(self, name)
+            if not value >= 0 or (name in ("lr", "clip") and value == 0):
+                raise ValueError(f"PlanetConfig.{name} must be positive, got {value!r}")
+
+
+class PlanetCarry(NamedTuple):
+    """What :meth:`PlanetAgent.policy` carries from one env step to the next (N environments).
+
+    Attributes:
+        state: posterior after the last observation [N], or None before the first step.
+        prev_action: action executed after the last observation [N, A] (zeros initially).
+        plan: last CEM plan mean [N, H, A] (zeros initially); used with ``warm_start``.
+    """
+
+    state: RSSMState | None
+    prev_action: Tensor
+    plan: Tensor
+
+
+class PlanetAgent:
+    """PlaNet agent: a :class:`WorldModel`, its Adam optimiser and a CEM planner.
+
+    Args:
+        obs_space: observation space (modality keys, ``EnvSpec.obs_space``).
+        action_dim: size A of the action vector.
+        world_model: world-model config, e.g. ``world_model_config("planet")``.
+        config: planner and optimiser settings.
+        discrete: the env takes one-hot actions; PlaNet plans continuous actions only, so True
+            raises.
+        seed: seeds the model's initial weights (without touching torch's global generator) and
+            ``generator``.
+        device: where the model and the planner run.
+
+    Attributes:
+        model: the world model (trained by :meth:`train_step`, used by :meth:`policy`).
+        optimizer: Adam over ``model.parameters()``.
+        generator: random generator of the planner and the exploration noise, on ``device``.
+
+    Raises:
+        ValueError: ``discrete`` is True, or a bad ``action_dim``.
+    """
+
+    def __init__(
+        self,
+        obs_space: gym.spaces.Dict,
+        action_dim: int,
+        world_model: WorldModelConfig,
+        config: PlanetConfig,
+        *,
+        discrete: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if discrete:
+            raise ValueError(
+                "PlanetAgent: discrete=True, but PlaNet's CEM planner needs continuous actions in "
+                "[-1, 1] (one-hot CEM is not supported); use the Dreamer agent for discrete "
+                "action spaces"
+            )
+        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+            raise ValueError(f"PlanetAgent: action_dim must be a positive int, got {action_dim!r}")
+        self.config = config
+        self.action_dim = action_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = WorldModel(obs_space, action_dim, world_model).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=config.eps)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    # ----------------------------------------------------------------------------- acting
+    def initial_carry(self, num_envs: int) -> PlanetCarry:
+        """Carry before the first step of ``num_envs`` environments (no state, zero actions)."""
+        param = next(self.model.parameters())
+        zeros = param.new_zeros(num_envs, self.config.horizon, self.action_dim)
+        return PlanetCarry(None, zeros[:, 0].clone(), zeros)
+
+    def policy(
+        self, carry: PlanetCarry | None, obs: Mapping[str, np.ndarray | Tensor], mode: Mode
+    ) -> tuple[PlanetCarry, Tensor]:
+        """Filter ``obs`` into the posterior, plan with CEM and return the first action.
+
+        For :class:`rssm.data.Driver` use ``functools.partial(agent.policy, mode="explore")``.
+        Acting never trains, logs or counts; it advances ``generator`` and torch's global one.
+
+        Args:
+            carry: from :meth:`initial_carry` or the previous call; None means
+                ``initial_carry(N)``.
+            obs: observations [N, ...] (numpy or tensors), with ``is_first`` [N]; the model
+                resets its state and ``prev_action`` where ``is_first`` is set.
+            mode: ``"explore"`` adds N(0, expl_noise) to the action (then clips to [-1, 1]);
+                ``"eval"`` executes the plan's first action as is.
+
+        Returns:
+            ``(carry, action)``: the new carry (``carry.prev_action is action``) and the action
+            [N, A] in [-1, 1] on the model's device.
+        """
+        if mode not in ("explore", "eval"):
+            raise ValueError(f"PlanetAgent.policy: mode={mode!r}; use 'explore' or 'eval'")
+        with torch.no_grad():
+            inputs = self.model.preprocess(obs)
+            is_first = inputs["is_first"].bool()
+            num = is_first.shape[0]
+            carry = self.initial_carry(num) if carry is None else carry
+            if carry.prev_action.shape != (num, self.action_dim):
+                raise ValueError(
+                    f"PlanetAgent.policy: carry.prev_action has shape "
+                    f"{tuple(carry.prev_action.shape)} but obs has N={num} envs and A="
+                    f"{self.action_dim}; pass initial_carry({num}) or None"
+                )
+            state = self.model.obs_step(carry.state, carry.prev_action, inputs)
+            plan = cem(
+                self.planning_objective(state),
+                self._initial_plan(carry.plan, is_first),
+                self.config.init_std,
+                iterations=self.config.iterations,
+                candidates=self.config.candidates,
+                elites=self.config.elites,
+                low=-1.0,
+                high=1.0,
+                generator=self.generator,
+            )
+            action = plan[:, 0]
+            if mode == "explore" and self.config.expl_noise > 0:
+                noise = torch.randn(
+                    action.shape, generator=self.generator, dtype=action.dtype, device=action.device
+                )
+                action = (action + self.config.expl_noise * noise).clamp_(-1.0, 1.0)
+        return PlanetCarry(state, action, plan), action
+
+    def planning_objective(self, start: RSSMState) -> Callable[[Tensor], Tensor]:
+        """The CEM objective from posterior ``start`` [N]: predicted return of each candidate.
+
+        The returned function maps actions [N, K, H, A] to scores [N, K]: the sum over imagined
+        states ``s_1 .. s_H`` of the reward head's mode, where ``s_0 = start`` (repeated K times)
+        and ``s_{i+1} = prior step(s_i, a_i)`` via ``RSSM.imagine`` with sampled latents (PlaNet).
+        ``reward[t]`` is the reward received on arriving at ``o_t`` (DESIGN.md §3), so
+        ``s_1 .. s_H`` score exactly the rewards the H actions earn.
+        """
+
+        def objective(actions: Tensor) -> Tensor:
+            N, K, H, A = actions.shape
+            assert start.batch_shape == (N,), (tuple(start.batch_shape), N)
+            starts = start.map(lambda x: x.unsqueeze(1).expand(N, K, x.shape[-1]).flatten(0, 1))
+            states, _ = self.model.rssm.imagine(starts, actions.reshape(N * K, H, A), sample=True)
+            feat = states.at((slice(None), slice(1, None))).feat()  # [N*K, H, F]
+            reward = self.model.reward(feat).mode()  # [N*K, H]
+            return reward.sum(-1).reshape(N, K)
+
+        return objective
+
+    def _initial_plan(self, previous: Tensor, is_first: Tensor) -> Tensor:
+        """Initial CEM mean [N, H, A]: zeros, or (warm start) the previous plan shifted one step,
+        zeros where an episode starts."""
+        if not self.config.warm_start:
+            return torch.zeros_like(previous)
+        return shift_plan(previous).masked_fill_(is_first[:, None, None], 0.0)
+
+    # ----------------------------------------------------------------------------- learning
+    def train_step(self, batch: Mapping[str, np.ndarray | Tensor]) -> dict[str, float]:
+        """One world-model update: loss, backward, gradient-norm clip, Adam step.
+
+        Args:
+            batch: replay batch [B, T, ...] (numpy or tensors): observation keys, ``action``
+                [B, T, A], ``reward`` [B, T], ``is_first`` [B, T] (and ``is_terminal`` with a
+                continue head).
+
+        Returns:
+            ``model_loss``, ``model_grad_norm`` (before clipping) and the world model's metrics
+            (``<term>_loss``, ``kl``, ``prior_ent``, ``post_ent``, ``reward_mae``) as floats.
+        """
+        output = self.model.loss(self.model.preprocess(batch))
+        self.optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        metrics = {"model_loss": output.loss.detach(), "model_grad_norm": grad_norm}
+        metrics.update(output.metrics)
+        values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
+        return dict(zip(metrics, values, strict=True))
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Model weights, optimiser state and the planner's generator state."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (strict: all keys must be present)."""
+        missing = {"model", "optimizer", "generator"} - set(state)
+        if missing:
+            raise ValueError(
+                f"PlanetAgent.load_state_dict: missing keys {sorted(missing)}; pass the dict "
+                "returned by PlanetAgent.state_dict()"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"PlanetAgent({dataclasses.asdict(self.config)}, action_dim={self.action_dim})"
