@@ -1,0 +1,599 @@
+"""The agent training loop: collect with the agent, replay, train, evaluate, log, checkpoint.
+
+Environment -> driver -> ``agent.policy`` -> replay -> batches -> ``agent.train_step`` (DESIGN.md
+§3). :func:`train` is the whole loop in one function; the helpers below build its parts.
+
+Step counting (one convention everywhere):
+    * an **agent step** is one policy call for one environment: one row of replay;
+    * an **env step** is ``agent steps x env.action_repeat`` (frames, the x-axis of the papers).
+    ``run.steps`` and every ``*_every`` setting count env steps, and so does the ``step`` of every
+    logged row. ``run.train_ratio`` counts replayed rows per collected row (agent step), as in
+    DreamerV3's code, so it does not change with the action repeat. The logs show both effective
+    ratios: ``train/grad_steps_per_env_step`` (updates per env step) and ``train/replay_ratio``
+    (replayed rows per agent step, comparable with ``run.train_ratio``).
+
+Run directory (``logdir``): ``config.yaml`` (the resolved config, written at start),
+``metrics.jsonl`` (+ TensorBoard events if installed), ``videos/``, ``replay/`` (one ``.npz`` per
+finished episode) and ``checkpoint.pt`` (the latest, written atomically).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rssm import config as config_lib
+from rssm.agents import AGENTS, PlanetConfig
+from rssm.data import Driver, RandomPolicy, Replay
+from rssm.envs import EnvSpec, env_spec, make_env
+from rssm.models import WorldModelConfig, world_model_config
+from rssm.run.checkpoint import load_checkpoint, save_checkpoint
+from rssm.run.logger import Logger
+from rssm.run.video import open_loop_frames
+from rssm.run.when import Every, Ratio, updates_per_step
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "Config",
+    "EnvConfig",
+    "ReplayConfig",
+    "RunConfig",
+    "evaluate",
+    "make_agent",
+    "make_envs",
+    "train",
+]
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "checkpoint.pt"
+# Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
+RESUMABLE_KEYS = ("run.steps", "run.device")
+_EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
+
+
+@dataclass
+class EnvConfig:
+    """Arguments of :func:`rssm.envs.make_env` and how many environments collect in lockstep.
+
+    Attributes:
+        name: ``"suite:id"``, e.g. ``builtin:pointmass``, ``dmc:walker-walk``.
+        action_repeat: each agent action is applied this many times (rewards summed).
+        image_size: height and width of the ``image`` observation.
+        time_limit: episode length in raw env steps (before action repeat); None: suite default.
+        num_envs: N environments stepped together by the collection driver.
+        options: further suite options passed to ``make_env`` (e.g. ``obs: both``).
+    """
+
+    name: str = "builtin:pointmass"
+    action_repeat: int = 1
+    image_size: int = 64
+    time_limit: int | None = None
+    num_envs: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "action_repeat", "image_size", "num_envs")
+
+
+@dataclass
+class ReplayConfig:
+    """Replay capacity (agent steps) and the batch shape ``[batch_size, length]`` of an update."""
+
+    capacity: int = 1_000_000
+    batch_size: int = 50
+    length: int = 50
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "capacity", "batch_size", "length")
+
+
+@dataclass
+class RunConfig:
+    """Schedules of the loop; every step count is in env steps (agent steps x action repeat).
+
+    Attributes:
+        steps: train until this many env steps have been collected (seed episodes included).
+        seed_episodes: episodes collected with the uniform random policy before training.
+        train_every: every this many env steps, run ``train_steps`` updates (PlaNet: one episode).
+        train_steps: updates per ``train_every``.
+        train_ratio: replayed rows per collected row (agent step); when set it wins over
+            ``train_every``/``train_steps``: each agent step earns
+            ``train_ratio / (batch_size * length)`` updates, seed episodes included.
+        eval_every: evaluate with the ``eval`` policy on a separate env (0: never).
+        eval_episodes: episodes per evaluation.
+        log_every: write the averaged metrics every this many env steps (and at the end).
+        checkpoint_every: overwrite ``checkpoint.pt`` (also written when the run ends).
+        video_every: log an open-loop prediction video from a replay batch (0: never).
+        video_context: observed rows before the open-loop prediction (at most ``length - 1``).
+        device: torch device of the agent.
+        tensorboard: also write TensorBoard events (when installed).
+    """
+
+    steps: int = 100_000
+    seed_episodes: int = 5
+    train_every: int = 1000
+    train_steps: int = 100
+    train_ratio: float | None = None
+    eval_every: int = 10_000
+    eval_episodes: int = 1
+    log_every: int = 1000
+    checkpoint_every: int = 10_000
+    video_every: int = 10_000
+    video_context: int = 5
+    device: str = "cpu"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "video_context")
+        for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
+            _check_non_negative(self, name)
+        for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):
+            _check_non_negative(self, name)
+        if self.train_ratio is not None and not (
+            math.isfinite(self.train_ratio) and self.train_ratio >= 0
+        ):
+            raise ValueError(f"run.train_ratio must be finite and >= 0, got {self.train_ratio}")
+
+
+@dataclass
+class Config:
+    """Everything that defines a training run (presets: ``planet``, ``debug``).
+
+    Attributes:
+        agent: a key of :data:`rssm.agents.AGENTS`.
+        seed: seeds the model, the planner, the environments and replay sampling.
+        logdir: the run directory.
+        env, replay, run: see their classes.
+        world_model: the agent's world model (``world_model=`` of the agent constructor).
+        planet: the PlaNet agent's settings (``config=`` of :class:`~rssm.agents.PlanetAgent`).
+    """
+
+    agent: Literal["planet", "random"] = "planet"
+    seed: int = 0
+    logdir: str = "runs/default"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    world_model: WorldModelConfig = field(default_factory=lambda: world_model_config("planet"))
+    planet: PlanetConfig = field(default_factory=PlanetConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def _check_positive(section: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"{type(section).__name__}.{name} must be a positive int, got {value!r}"
+            )
+
+
+def _check_non_negative(section: Any, name: str) -> None:
+    value = getattr(section, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(
+            f"{type(section).__name__}.{name} must be an int >= 0 (0 = never), got {value!r}"
+        )
+
+
+# ------------------------------------------------------------------------------------ parts
+
+
+def make_envs(config: Config, count: int, seed: int) -> list[gymnasium.Env]:
+    """``count`` environments of ``config.env``, env ``i`` seeded with ``seed + i``."""
+    env = config.env
+    return [
+        make_env(
+            env.name,
+            seed=seed + i,
+            action_repeat=env.action_repeat,
+            image_size=env.image_size,
+            time_limit=env.time_limit,
+            **env.options,
+        )
+        for i in range(count)
+    ]
+
+
+def make_agent(config: Config, spec: EnvSpec) -> Any:
+    """The agent ``AGENTS[config.agent]`` for an env of ``spec``.
+
+    Raises:
+        ValueError: an unknown agent name (listing the known ones), or the agent's own error
+            (e.g. PlaNet with a discrete-action env).
+    """
+    if config.agent not in AGENTS:
+        raise ValueError(
+            f"config key 'agent': unknown agent {config.agent!r}; choose one of "
+            f"{', '.join(sorted(AGENTS))}"
+        )
+    return AGENTS[config.agent](
+        spec.obs_space,
+        spec.action_dim,
+        config.world_model,
+        config.planet,
+        discrete=spec.discrete,
+        seed=config.seed,
+        device=config.run.device,
+    )
+
+
+@dataclass
+class _Counters:
+    """Progress of a run: plain ints, saved in checkpoints."""
+
+    agent_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    action_repeat: int = 1
+
+    @property
+    def env_steps(self) -> int:
+        return self.agent_steps * self.action_repeat
+
+    def on_step(self, transition: dict[str, Any], worker: int) -> None:
+        """Driver callback: one agent step, possibly the last of an episode."""
+        self.agent_steps += 1
+        self.episodes += bool(transition["is_last"])
+
+
+@dataclass
+class _Schedules:
+    """When to train, log, evaluate, write a video and checkpoint (all on env steps, except
+    ``train`` in ratio mode, which runs on agent steps)."""
+
+    train: Every | Ratio
+    log: Every
+    eval: Every
+    video: Every
+    checkpoint: Every
+
+    @classmethod
+    def create(cls, config: Config) -> _Schedules:
+        run = config.run
+        if run.train_ratio is not None:
+            batch, length = config.replay.batch_size, config.replay.length
+            train: Every | Ratio = Ratio(updates_per_step(run.train_ratio, batch, length))
+        else:
+            train = Every(run.train_every)
+        return cls(
+            train, Every(run.log_every), Every(run.eval_every), Every(run.video_every),
+            Every(run.checkpoint_every),
+        )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name).state_dict() for f in dataclasses.fields(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).load_state_dict(state[f.name])
+
+
+class _Stats:
+    """Means of train metrics and episode statistics since the last log."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.last_return = math.nan
+
+    def add(self, prefix: str, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.sums[prefix + name] += float(value)
+            self.counts[prefix + name] += 1
+
+    def episode(self, stats: dict[str, Any], worker: int) -> None:
+        self.last_return = float(stats["return"])
+        self.add("episode/", {"return": stats["return"], "length": stats["length"]})
+
+    def flush(self) -> dict[str, float]:
+        means = {name: total / self.counts[name] for name, total in self.sums.items()}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+
+@dataclass
+class _Parts:
+    """What the loop works with; built by :func:`_build`."""
+
+    config: Config
+    spec: EnvSpec
+    agent: Any
+    replay: Replay
+    driver: Driver
+    eval_driver: Driver
+    eval_episodes: list[dict[str, Any]]  # filled by eval_driver's episode callback
+    counters: _Counters
+    schedules: _Schedules
+    stats: _Stats
+
+
+def _build(config: Config, run_dir: Path, resume: bool) -> _Parts:
+    """Agent, replay, drivers and schedules; restored from the checkpoint when resuming."""
+    spec = env_spec(make_envs(config, 1, config.seed)[0])
+    agent = make_agent(config, spec)  # fails before the run directory is touched
+    state = _start(config, run_dir, resume)
+    torch.manual_seed(config.seed)
+    eval_seed = config.seed + _EVAL_SEED
+    parts = _Parts(
+        config=config,
+        spec=spec,
+        agent=agent,
+        replay=Replay(config.replay.capacity, seed=config.seed, directory=run_dir / "replay"),
+        driver=Driver(make_envs(config, config.env.num_envs, config.seed), seed=config.seed),
+        eval_driver=Driver(make_envs(config, 1, eval_seed), seed=eval_seed),
+        eval_episodes=[],
+        counters=_Counters(action_repeat=config.env.action_repeat),
+        schedules=_Schedules.create(config),
+        stats=_Stats(),
+    )
+    if state is not None:
+        _restore(state, parts)
+    elif isinstance(parts.schedules.train, Ratio):
+        parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates too
+    parts.driver.on_step(parts.replay.add)
+    parts.driver.on_step(parts.counters.on_step)
+    parts.driver.on_episode(parts.stats.episode)
+    parts.eval_driver.on_episode(lambda stats, worker: parts.eval_episodes.append(stats))
+    return parts
+
+
+def _train(parts: _Parts) -> None:
+    """Runs the updates that the schedule says are due (none while replay holds fewer than
+    ``length`` steps per environment: those updates are skipped, not deferred)."""
+    config, counters, train = parts.config, parts.counters, parts.schedules.train
+    if isinstance(train, Ratio):
+        due = train(counters.agent_steps)
+    else:
+        due = config.run.train_steps if train(counters.env_steps) else 0
+    batch_size, length = config.replay.batch_size, config.replay.length
+    if due == 0 or len(parts.replay) < length * config.env.num_envs:
+        return
+    for _ in range(due):
+        parts.stats.add("train/", parts.agent.train_step(parts.replay.sample(batch_size, length)))
+    counters.updates += due
+
+
+def _evaluate(agent: Any, driver: Driver, finished: list[dict[str, Any]], episodes: int):
+    """``episodes`` episodes with the agent's ``eval`` policy from fresh resets; ``finished`` is
+    the list that ``driver``'s episode callback appends to."""
+    finished.clear()
+    driver.reset()
+    driver(functools.partial(agent.policy, mode="eval"), episodes=episodes)
+    return finished[:episodes]
+
+
+def _open_loop_video(logger: Logger, agent: Any, replay: Replay, config: Config) -> None:
+    """Logs ``open_loop/<key>`` videos (rows truth / prediction / error) for each image key.
+
+    Agents without a world model (``agent.model.open_loop``) have nothing to show. Replay
+    sequences may cross an episode start; the prediction does not reset there.
+    """
+    model = getattr(agent, "model", None)
+    length = config.replay.length
+    if model is None or not hasattr(model, "open_loop") or length < 2 or len(replay) < length:
+        return
+    context = min(config.run.video_context, length - 1)
+    batch = model.preprocess(replay.sample(4, length))
+    was_training = model.training
+    model.eval()
+    result = model.open_loop(batch, context)
+    model.train(was_training)
+    for key, pred in result.pred.items():
+        if pred.dtype != torch.uint8 or pred.ndim != 5:  # images only: [B, T, H, W, C]
+            continue
+        frames = open_loop_frames(
+            batch[key][:, :context].cpu().numpy(),
+            result.true[key].cpu().numpy(),
+            pred.cpu().numpy(),
+        )
+        logger.video(f"open_loop/{key}", frames)
+
+
+class _Reporter:
+    """Logs on the log/eval/video schedules (and always at the end) and drives the progress bar."""
+
+    def __init__(self, parts: _Parts, logger: Logger, bar: tqdm) -> None:
+        self.parts, self.logger, self.bar = parts, logger, bar
+        self.clock = (time.perf_counter(), parts.counters.env_steps)
+
+    def __call__(self, final: bool) -> None:
+        parts, logger = self.parts, self.logger
+        counters, schedules, config = parts.counters, parts.schedules, parts.config
+        step = counters.env_steps
+        self.bar.update(step - self.bar.n)
+        wrote = False
+        if schedules.eval(step) and config.run.eval_episodes:
+            episodes = _evaluate(
+                parts.agent, parts.eval_driver, parts.eval_episodes, config.run.eval_episodes
+            )
+            logger.scalar("eval/return", float(np.mean([e["return"] for e in episodes])))
+            logger.scalar("eval/length", float(np.mean([e["length"] for e in episodes])))
+            wrote = True
+        if schedules.video(step):
+            _open_loop_video(logger, parts.agent, parts.replay, config)
+            wrote = True
+        if schedules.log(step) or final:
+            self._scalars(step)
+            wrote = True
+        if wrote:
+            logger.write(step)
+
+    def _scalars(self, step: int) -> None:
+        counters, config = self.parts.counters, self.parts.config
+        now = time.perf_counter()
+        fps = (step - self.clock[1]) / max(now - self.clock[0], 1e-9)
+        self.clock = (now, step)
+        replayed = counters.updates * config.replay.batch_size * config.replay.length
+        self.logger.scalars(self.parts.stats.flush())
+        self.logger.scalars(
+            {
+                "train/updates": counters.updates,
+                "train/grad_steps_per_env_step": counters.updates / max(step, 1),
+                "train/replay_ratio": replayed / max(counters.agent_steps, 1),
+                "episode/count": counters.episodes,
+                "perf/fps": fps,
+                "replay/steps": len(self.parts.replay),
+            }
+        )
+        self.bar.set_postfix(fps=f"{fps:.0f}", ret=f"{self.parts.stats.last_return:.1f}")
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def _checkpoint(path: Path, parts: _Parts) -> None:
+    """Agent (model, optimiser, generators), counters, schedules, torch RNG, config (as a dict)
+    and the ids of the replay episodes saved so far, written atomically."""
+    save_checkpoint(
+        path,
+        {
+            "agent": parts.agent.state_dict(),
+            "counters": dataclasses.asdict(parts.counters),
+            "schedules": parts.schedules.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "replay_episode_ids": list(parts.replay.state_dict()["episode_ids"]),
+            "config": config_lib.to_dict(parts.config),
+        },
+    )
+
+
+def _check_same_config(saved: Config, config: Config, where: Path) -> None:
+    changed = {k: v for k, v in config_lib.diff(saved, config).items() if k not in RESUMABLE_KEYS}
+    if changed:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise ValueError(
+            f"cannot resume {where}: the requested config differs from the run's in {lines}; "
+            f"use the run's config (only {', '.join(RESUMABLE_KEYS)} may change) or another logdir"
+        )
+
+
+def _start(config: Config, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """Checks the run directory; returns the checkpoint to resume from, or None."""
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if resume and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        _check_same_config(config_lib.from_dict(Config, state["config"]), config, checkpoint)
+        config_lib.save(config, run_dir / CONFIG_FILE)
+        return state
+    if resume and (run_dir / CONFIG_FILE).exists():
+        raise ValueError(
+            f"cannot resume {str(run_dir)!r}: it holds a config.yaml but no {CHECKPOINT_FILE} (the "
+            "run stopped before its first checkpoint); delete it or choose another logdir"
+        )
+    if (run_dir / CONFIG_FILE).exists() or checkpoint.exists():
+        raise ValueError(
+            f"logdir {str(run_dir)!r} already holds a run; pass resume=True (--resume) to continue "
+            "it, or choose another logdir"
+        )
+    config_lib.save(config, run_dir / CONFIG_FILE)
+    return None
+
+
+def _restore(state: dict[str, Any], parts: _Parts) -> None:
+    parts.agent.load_state_dict(state["agent"])
+    for name, value in state["counters"].items():
+        setattr(parts.counters, name, int(value))
+    parts.schedules.load_state_dict(state["schedules"])
+    torch.set_rng_state(state["rng"]["torch"])
+    parts.replay.load(ids=state["replay_episode_ids"])
+
+
+# ------------------------------------------------------------------------------------- loop
+
+
+def train(config: Config, *, resume: bool = False) -> Path:
+    """Trains ``config.agent`` on ``config.env``; returns the run directory (``config.logdir``).
+
+    Seed episodes with the uniform random policy, then alternate the updates that the collected
+    steps earned with one collection step (all environments, ``explore`` policy); evaluate, log,
+    write videos and checkpoints on their schedules (see the module docstring for step counting).
+    A checkpoint is also written when the run ends or is interrupted (Ctrl-C).
+
+    Args:
+        config: the run's config (not modified); saved to ``logdir/config.yaml``.
+        resume: continue from ``logdir/checkpoint.pt`` with the episodes saved in
+            ``logdir/replay`` (a fresh run when there is no checkpoint). Environments restart
+            their episodes; episodes unfinished at the checkpoint are lost.
+
+    Raises:
+        ValueError: an unknown agent, an agent that does not fit the env (PlaNet with discrete
+            actions), a logdir that already holds a run without ``resume``, or a resumed config
+            that differs from the checkpoint's (naming the keys).
+    """
+    run_dir = Path(config.logdir)
+    parts = _build(config, run_dir, resume)
+    counters, driver = parts.counters, parts.driver
+    logger = Logger(run_dir, tensorboard=config.run.tensorboard)
+    bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
+    report = _Reporter(parts, logger, bar)
+    try:
+        if counters.agent_steps == 0 and config.run.seed_episodes:
+            spec = parts.spec
+            driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
+                   episodes=config.run.seed_episodes)  # fmt: skip
+            driver.reset()  # with several envs, the agent starts every env at an episode start
+        explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
+        while True:
+            _train(parts)
+            done = counters.env_steps >= config.run.steps
+            report(final=done)
+            if parts.schedules.checkpoint(counters.env_steps) and not done:
+                _checkpoint(run_dir / CHECKPOINT_FILE, parts)
+            if done:
+                break
+            carry = driver(explore, steps=1, carry=carry)
+    except KeyboardInterrupt:
+        _checkpoint(run_dir / CHECKPOINT_FILE, parts)
+        raise
+    finally:
+        bar.close()
+        logger.close()
+        driver.close()
+        parts.eval_driver.close()
+    _checkpoint(run_dir / CHECKPOINT_FILE, parts)
+    return run_dir
+
+
+def evaluate(
+    run_dir: str | Path, episodes: int = 1, *, device: str | None = None, seed: int | None = None
+) -> list[float]:
+    """Returns of ``episodes`` episodes of a trained run's agent with its ``eval`` policy.
+
+    Args:
+        run_dir: a directory written by :func:`train` (``config.yaml``, ``checkpoint.pt``).
+        episodes: how many episodes to run.
+        device: torch device; None uses the run's ``run.device``.
+        seed: seed of the evaluation env; None uses the run's evaluation seed.
+
+    Raises:
+        FileNotFoundError: no config or checkpoint in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    config = config_lib.load(Config, run_dir / CONFIG_FILE)
+    if device is not None:
+        config = config_lib.merge(config, {"run": {"device": device}})
+    state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    seed = config.seed + _EVAL_SEED if seed is None else seed
+    envs = make_envs(config, 1, seed)
+    agent = make_agent(config, env_spec(envs[0]))
+    agent.load_state_dict(state["agent"])
+    driver = Driver(envs, seed=seed)
+    finished: list[dict[str, Any]] = []
+    driver.on_episode(lambda stats, worker: finished.append(stats))
+    try:
+        return [float(e["return"]) for e in _evaluate(agent, driver, finished, episodes)]
+    finally:
+        driver.close()
