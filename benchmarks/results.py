@@ -5,9 +5,12 @@ whole on the next run; everything outside the markers is left as it is.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
@@ -29,3 +32,38 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def align(rows: list[list[str]]) -> list[str]:
+    """Table lines: first column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join([row[0].ljust(widths[0]), *cells]))
+    return lines
+
+
+def publish(
+    report: dict[str, Any],
+    text: str,
+    *,
+    script: str,
+    section: str,
+    title: str,
+    argv: list[str] | None,
+    json_path: Path | None,
+    results: bool,
+) -> None:
+    """Prints ``text``; writes the JSON report and/or the docs/results.md section if asked.
+
+    The section holds ``title``, the exact command (``script`` with ``argv``, or the process's
+    own arguments) and ``text`` as a code block.
+    """
+    print(text)
+    if results:
+        args = sys.argv[1:] if argv is None else argv
+        command = " ".join([f"python benchmarks/{script}", *args])
+        write_section(section, f"{title}\n\nCommand: `{command}`\n\n```\n{text}\n```")
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2))

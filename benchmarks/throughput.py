@@ -1,4 +1,5 @@
-"""The machine's fp32 matrix-multiply throughput, measured in the same run as a benchmark.
+"""Measuring: the machine's fp32 matrix-multiply throughput (measured in the same run as a
+benchmark), a call's wall-clock time and FLOPs, and the processor's name.
 
 Benchmarks state their speed as a fraction of this limit, so that numbers from different machines
 (or from the same shared machine at different loads) can be compared.
@@ -6,15 +7,50 @@ Benchmarks state their speed as a fraction of this limit, so that numbers from d
 
 from __future__ import annotations
 
+import os
+import platform
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def sync(device: torch.device) -> None:
     """Wait for queued work on ``device`` (a no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall-clock seconds of ``fn()``, with the device's queue drained before and after."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def count_flops(fn: Callable[[], Any]) -> float:
+    """FLOPs counted by ``FlopCounterMode`` while ``fn()`` runs: matmuls and (transposed)
+    convolutions with their gradients; not elementwise ops, norms or optimisers."""
+    counter = FlopCounterMode(depth=1, display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def matmul_flops(

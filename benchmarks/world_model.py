@@ -27,19 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 # Run from a checkout without installing: the repository root goes before site-packages.
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +44,8 @@ if str(ROOT) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-from results import write_section  # noqa: E402
-from throughput import matmul_flops, sync  # noqa: E402
+from results import align, publish  # noqa: E402
+from throughput import count_flops, cpu_name, matmul_flops, sync, timed  # noqa: E402
 
 from rssm.models import WorldModel, world_model_config  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
@@ -113,26 +109,10 @@ def update(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict[str,
     optimizer.step()
 
 
-def count_flops(fn: Callable[[], Any]) -> float:
-    """FLOPs counted by ``FlopCounterMode`` while ``fn()`` runs (matmuls and convolutions)."""
-    counter = FlopCounterMode(depth=1, display=False)
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
-
-
 def forward_backward(model: WorldModel, batch: dict[str, Any]) -> None:
     """The loss and its gradients (no optimiser step); gradients are dropped afterwards."""
     model.loss(batch).loss.backward()
     model.zero_grad(set_to_none=True)
-
-
-def _time(fn: Callable[[], Any], device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def breakdown(
@@ -192,10 +172,10 @@ def breakdown(
     result = {}
     for name, fn in parts.items():
         flops = count_flops(fn)  # also the warm-up
-        seconds = statistics.median(_time(fn, device) for _ in range(repeats))
+        seconds = statistics.median(timed(fn, device) for _ in range(repeats))
         result[name] = {"s": seconds, "flops": flops}
     update(model, optimizer, batch)  # gradients for the optimiser part
-    seconds = statistics.median(_time(optim, device) for _ in range(repeats))
+    seconds = statistics.median(timed(optim, device) for _ in range(repeats))
     result["clip_adam"] = {"s": seconds, "flops": 0.0}
     optimizer.zero_grad(set_to_none=True)
     return result
@@ -235,7 +215,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.warmup):
         update(model, optimizer, batch)
     before = resource.getrusage(resource.RUSAGE_SELF)
-    seconds = [_time(lambda: update(model, optimizer, batch), device) for _ in range(args.repeats)]
+    seconds = [timed(lambda: update(model, optimizer, batch), device) for _ in range(args.repeats)]
     after = resource.getrusage(resource.RUSAGE_SELF)
     peak_rss = after.ru_maxrss * 1024.0
     sys_s, user_s = after.ru_stime - before.ru_stime, after.ru_utime - before.ru_utime
@@ -288,16 +268,6 @@ def run_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return json.loads(out.read_text())
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def table(report: dict[str, Any]) -> str:
     """Plain-text report: the machine, then one aligned row per model."""
     peak = report["matmul_flops"]
@@ -339,7 +309,7 @@ def table(report: dict[str, Any]) -> str:
                 f"{100 * r['sys_fraction']:.0f}",
             ]
         )
-    lines += _align(rows)
+    lines += align(rows)
     for r in report["models"]:
         if "breakdown" in r:
             lines += ["", f"{r['model']}: parts of an update, each forward+backward on its own"]
@@ -361,17 +331,7 @@ def _breakdown_rows(parts: dict[str, dict[str, float]], total: float, peak: floa
             ]
         )
     rows.append(["sum", f"{sum(p['s'] for p in parts.values()):.3f}", "", "", ""])
-    return _align(rows)
-
-
-def _align(rows: list[list[str]]) -> list[str]:
-    """First column left-aligned, the others right-aligned, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join([row[0].ljust(widths[0]), *cells]))
-    return lines
+    return align(rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -430,7 +390,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_end = os.getloadavg()[0]
     report = {
         "device": args.device,
-        "cpu": torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name(),
+        "cpu": torch.cuda.get_device_name() if args.device == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -449,17 +409,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in models:
         r["flops_per_s"] = r["flops"] / r["median_s"]
         r["fraction_of_matmul"] = r["flops_per_s"] / report["matmul_flops"]
-    text = table(report)
-    print(text)
-    if args.results:
-        command = "python benchmarks/world_model.py " + " ".join(
-            sys.argv[1:] if argv is None else argv
-        )
-        name = "world-model-speed" + ("-cuda" if args.device == "cuda" else "")
-        title = f"## World-model update speed ({report['cpu']})"
-        write_section(name, f"{title}\n\nCommand: `{command}`\n\n```\n{text}\n```")
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
+    publish(
+        report,
+        table(report),
+        script="world_model.py",
+        section="world-model-speed" + ("-cuda" if args.device == "cuda" else ""),
+        title=f"## World-model update speed ({report['cpu']})",
+        argv=argv,
+        json_path=args.json,
+        results=args.results,
+    )
     return report
 
 

@@ -1,0 +1,332 @@
+"""Seconds per planned action of CEM planning in the PlaNet world model: the library vs a reference.
+
+Run from the repository root::
+
+    python benchmarks/planning.py                            # PlaNet setting on the CPU
+    python benchmarks/planning.py --threads 1 --repeats 3 --profile 15
+    python benchmarks/planning.py --device cuda --json bench_planning.json --results
+
+The setting is PlaNet's (Hafner et al. 2019, §3 "Planning algorithm"): 1000 candidates, top 100
+refit, 10 iterations, horizon 12, in the ``world_model_config("planet")`` model (Gaussian RSSM,
+deter 200, stoch 30) built for 64x64x3 images and a 6-dim action, in eval mode without autograd.
+One planned action is one planning call for one environment from its current posterior.
+
+Two planners run in the same process on the same model:
+
+- ``library``: :func:`rssm.behavior.cem` with an objective that rolls all K candidates out at once
+  through :meth:`RSSM.imagine` and sums the reward head's mode over imagined steps 1..H;
+- ``reference``: what a typical implementation looks like, written here: per iteration a
+  ``torch.distributions.Normal`` sample, then a plain Python loop of ``rssm.img_step`` and the
+  reward head per step, ``argsort`` for the elites and their mean and std;
+- ``library/step-reward``: the library planner with the reward head applied to one imagined
+  step at a time instead of to all [K, H] features at once (a candidate improvement of the
+  objective: on the CPU the [K*H, 300] intermediates of the all-at-once head leave the cache).
+
+Each is warmed up once, then timed ``--repeats`` times, interleaved (library, reference, ...,
+library, ...) so that a change of machine load hits all alike; the median is reported. With
+``malloc keep`` (the default) glibc keeps freed memory as the ``rssm`` command line does, so
+large intermediates are not page-faulted in again at every call. FLOPs of a
+planning call are counted with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls only: the
+imagination and the reward head dominate; elementwise ops, sampling and sorting are not counted).
+The achieved rate is stated as a fraction of the fp32 matmul throughput measured in the same run
+(before and after, the larger of the two), so numbers from a loaded machine stay comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+# Run from a checkout without installing: the repository root goes before site-packages.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from results import align, publish  # noqa: E402
+from throughput import count_flops, cpu_name, matmul_flops, sync, timed  # noqa: E402
+
+from rssm.behavior import cem  # noqa: E402
+from rssm.models import WorldModel, world_model_config  # noqa: E402
+from rssm.run.malloc import keep_freed_memory  # noqa: E402
+from rssm.types import RSSMState  # noqa: E402
+
+Device = Literal["cpu", "cuda"]
+Planner = Callable[[RSSMState, Tensor, Tensor], Tensor]
+IMAGE_SHAPE = (64, 64, 3)
+ACTION_DIM = 6
+LOW, HIGH = -1.0, 1.0
+
+
+def build(device: torch.device) -> tuple[WorldModel, RSSMState]:
+    """The PlaNet world model (eval mode) on ``device`` and a posterior [1] to plan from.
+
+    The posterior is one filtering step from the initial state on a random image.
+    """
+    obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)})
+    model = WorldModel(obs_space, ACTION_DIM, world_model_config("planet")).to(device).eval()
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (1, *IMAGE_SHAPE), generator=gen, dtype=torch.uint8)
+    with torch.no_grad():
+        embed = model.encoder.encode(model.encoder.preprocess({"image": image.to(device)}))
+        state = model.rssm.initial(1)
+        prev_action = torch.zeros(1, ACTION_DIM, device=device)
+        is_first = torch.ones(1, dtype=torch.bool, device=device)
+        posterior, _ = model.rssm.obs_step(state, prev_action, embed, is_first)
+    return model, posterior
+
+
+def library_planner(
+    model: WorldModel, args: argparse.Namespace, step_reward: bool = False
+) -> Planner:
+    """``plan(state [1], mean [H, A], std [H, A]) -> mean [H, A]`` with :func:`rssm.behavior.cem`.
+
+    The objective imagines all N*K candidates with :meth:`RSSM.imagine` and applies the reward
+    head to the features of steps 1..H at once ([N*K, H, F]), or with ``step_reward`` to one
+    imagined step at a time ([N*K, F] each: cache-sized intermediates on the CPU).
+    """
+
+    def plan(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
+        def objective(actions: Tensor) -> Tensor:  # [N, K, H, A] -> [N, K]
+            n, k, h = actions.shape[:3]
+            start = state.map(lambda x: x.repeat_interleave(k, 0))  # [N*K]
+            states, _ = model.rssm.imagine(start, actions.flatten(0, 1))
+            if step_reward:
+                steps = (states.at((slice(None), i)).feat() for i in range(1, h + 1))
+                return sum(model.reward(feat).mode() for feat in steps).view(n, k)
+            feat = states.at((slice(None), slice(1, None))).feat()  # [N*K, H, F]
+            return model.reward(feat).mode().sum(1).view(n, k)
+
+        return cem(
+            objective,
+            mean,
+            std,
+            iterations=args.iterations,
+            candidates=args.candidates,
+            elites=args.elites,
+            low=LOW,
+            high=HIGH,
+        )
+
+    return plan
+
+
+def reference_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
+    """The same CEM written plainly: Normal sampling, a step loop, argsort elites."""
+    rssm, reward = model.rssm, model.reward
+    k, e = args.candidates, args.elites
+
+    def plan(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
+        start = state.map(lambda x: x.expand(k, -1))  # [K]
+        for _ in range(args.iterations):
+            dist = torch.distributions.Normal(mean, std, validate_args=False)  # std may hit 0
+            actions = dist.sample((k,)).clamp(LOW, HIGH)  # [K, H, A]
+            returns = torch.zeros(k, device=mean.device)
+            s = start
+            for t in range(args.horizon):
+                s = rssm.img_step(s, actions[:, t])
+                returns = returns + reward(s.feat()).mode()
+            elite = actions[returns.argsort(descending=True)[:e]]  # [E, H, A]
+            mean, std = elite.mean(0), elite.std(0, unbiased=False)
+        return mean
+
+    return plan
+
+
+def make_planners(model: WorldModel, args: argparse.Namespace) -> dict[str, Planner]:
+    """Both planners, each wrapped in ``torch.no_grad``."""
+    planners = {
+        "library": library_planner(model, args),
+        "reference": reference_planner(model, args),
+        "library/step-reward": library_planner(model, args, step_reward=True),
+    }
+
+    def no_grad(fn: Planner) -> Planner:
+        def run(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
+            with torch.no_grad():
+                return fn(state, mean, std)
+
+        return run
+
+    return {name: no_grad(fn) for name, fn in planners.items()}
+
+
+def profile(fn: Callable[[], Any], device: torch.device, rows: int) -> str:
+    """``torch.profiler`` table of one call, sorted by self time (CPU, or CUDA on a GPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with torch_profile(activities=activities, record_shapes=True) as prof:
+        fn()
+        sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=rows)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Times, FLOPs and optional profiles of both planners on one model."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model, posterior = build(device)
+    mean = torch.zeros(args.horizon, ACTION_DIM, device=device)
+    std = torch.ones(args.horizon, ACTION_DIM, device=device)
+    planners = make_planners(model, args)
+    calls = {name: (lambda fn=fn: fn(posterior, mean, std)) for name, fn in planners.items()}
+    results: dict[str, dict[str, Any]] = {}
+    for name, call in calls.items():
+        plan = call()  # warm-up
+        assert plan.shape == (args.horizon, ACTION_DIM), f"{name}: plan {tuple(plan.shape)}"
+        assert bool(((plan >= LOW) & (plan <= HIGH)).all()), f"{name}: plan outside bounds"
+        results[name] = {"planner": name, "seconds": [], "flops": count_flops(call)}
+    for _ in range(args.repeats):  # interleaved, so load changes hit both planners alike
+        for name, call in calls.items():
+            results[name]["seconds"].append(timed(call, device))
+    for r in results.values():
+        r["median_s"] = statistics.median(r["seconds"])
+        r["min_s"] = min(r["seconds"])
+    if args.profile:
+        for name, call in calls.items():
+            print(f"--- torch.profiler: one planning call of {name} ---")
+            print(profile(call, device, args.profile), flush=True)
+    params = sum(p.numel() for p in model.parameters())
+    return {"params": params, "planners": list(results.values())}
+
+
+def table(report: dict[str, Any]) -> str:
+    """Plain-text report: the setting and machine, then one aligned row per planner."""
+    peak = report["matmul_flops"]
+    lines = [
+        f"CEM planning, PlaNet world model (deter 200, stoch 30, {report['params'] / 1e6:.2f}M "
+        f"params), action_dim {ACTION_DIM}: {report['candidates']} candidates, top "
+        f"{report['elites']}, {report['iterations']} iterations, horizon {report['horizon']}",
+        f"device {report['device']} ({report['cpu']}), torch {report['torch']}, "
+        f"{report['threads']} threads, {report['repeats']} timed calls each after 1 warm-up, "
+        f"1-min load {report['loadavg_start']:.1f} at start, {report['loadavg_end']:.1f} at end",
+        f"fp32 matmul: {report['matmul_flops_start'] / 1e9:.1f} GFLOP/s at start, "
+        f"{report['matmul_flops_end'] / 1e9:.1f} at end; using {peak / 1e9:.1f}",
+        "s/action = seconds per planning call (one planned action); FLOPs: FlopCounterMode over",
+        "one call (matmuls); % peak = (FLOPs / median s) / fp32 matmul throughput;",
+        f"speed-up = reference median s / this planner's median s; malloc: {report['malloc']}",
+    ]
+    if report["loadavg_start"] >= 0.5 * (report["cpu_count"] or 1) and report["device"] == "cpu":
+        lines.append(
+            f"WARNING: the machine was busy (load {report['loadavg_start']:.1f} on "
+            f"{report['cpu_count']} cores); compare with --threads 1"
+        )
+    lines.append("")
+    ref = next(r for r in report["planners"] if r["planner"] == "reference")["median_s"]
+    rows = [["planner", "s/action", "min s", "GFLOP/action", "GFLOP/s", "% peak", "speed-up"]]
+    for r in report["planners"]:
+        rate = r["flops"] / r["median_s"]
+        rows.append(
+            [
+                r["planner"],
+                f"{r['median_s']:.3f}",
+                f"{r['min_s']:.3f}",
+                f"{r['flops'] / 1e9:.1f}",
+                f"{rate / 1e9:.1f}",
+                f"{100 * rate / peak:.1f}",
+                f"{ref / r['median_s']:.2f}x",
+            ]
+        )
+    return "\n".join(lines + align(rows))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", type=int, default=1000, help="K sampled per iteration")
+    parser.add_argument("--elites", type=int, default=100, help="E, top candidates refit on")
+    parser.add_argument("--iterations", type=int, default=10, help="CEM refits per action")
+    parser.add_argument("--horizon", type=int, default=12, help="H, imagined steps")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per planner")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--results", action="store_true", help="write the table into docs/results.md"
+    )
+    parser.add_argument("--profile", type=int, default=0, help="print top-N profiler rows")
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: reuse freed memory as the `rssm` CLI does (rssm.run.malloc); default: as is",
+    )
+    args = parser.parse_args(argv)
+    for key in ("candidates", "elites", "iterations", "horizon", "repeats"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key}={getattr(args, key)} must be >= 1")
+    if args.elites > args.candidates:
+        parser.error(f"--elites={args.elites} must be <= --candidates={args.candidates}")
+    if args.threads < 0:
+        parser.error(f"--threads={args.threads} must be >= 0 (0: torch's default)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        keep_freed_memory()
+    load_start = os.getloadavg()[0]
+    start = matmul_flops(args.device)["flops"]
+    measured = measure(args)
+    end = matmul_flops(args.device)["flops"]
+    load_end = os.getloadavg()[0]
+    report: dict[str, Any] = {
+        "device": args.device,
+        "cpu": torch.cuda.get_device_name() if args.device == "cuda" else cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
+        "candidates": args.candidates,
+        "elites": args.elites,
+        "iterations": args.iterations,
+        "horizon": args.horizon,
+        "repeats": args.repeats,
+        "malloc": args.malloc,
+        "matmul_flops_start": start,
+        "matmul_flops_end": end,
+        "matmul_flops": max(start, end),
+        **measured,
+    }
+    ref = next(r for r in report["planners"] if r["planner"] == "reference")["median_s"]
+    for r in report["planners"]:
+        r["flops_per_s"] = r["flops"] / r["median_s"]
+        r["fraction_of_matmul"] = r["flops_per_s"] / report["matmul_flops"]
+        r["speedup_vs_reference"] = ref / r["median_s"]
+    report["ratio_reference_over_library"] = next(
+        r["speedup_vs_reference"] for r in report["planners"] if r["planner"] == "library"
+    )
+    publish(
+        report,
+        table(report),
+        script="planning.py",
+        section="planning-speed" + ("-cuda" if args.device == "cuda" else ""),
+        title=f"## CEM planning speed ({report['cpu']})",
+        argv=argv,
+        json_path=args.json,
+        results=args.results,
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()
