@@ -1,5 +1,15 @@
 """Behaviour: how an agent chooses actions from a learned model (planning, actor-critic)."""
 
 from rssm.behavior.planner import CEMResult, cem, cem_with_info, shift_plan
+from rssm.behavior.returns import ReturnNormalizer, discount_weights, ema_update, lambda_return
 
-__all__ = ["CEMResult", "cem", "cem_with_info", "shift_plan"]
+__all__ = [
+    "CEMResult",
+    "ReturnNormalizer",
+    "cem",
+    "cem_with_info",
+    "discount_weights",
+    "ema_update",
+    "lambda_return",
+    "shift_plan",
+]
