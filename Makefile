@@ -1,5 +1,5 @@
 # Two entry points that do all their own set-up on a fresh machine:
-#   make demo   create .venv, install rssm, run `rssm train` on its default
+#   make demo   create .venv, install rssm, run `rssm world-model` on its default
 #   make test   create .venv, install rssm with the dev extras, run the test suite
 # Bring your own environment instead with:  make test VENV_BIN=  (uses python3 on PATH).
 PYTHON ?= python3
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(if $(VENV_BIN),$(VENV)/.installed)
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm train
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm world-model
 
 test: $(if $(VENV_BIN),$(VENV)/.installed)
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)python -m pytest -q $(PYTEST_ARGS)

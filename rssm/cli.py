@@ -1,4 +1,4 @@
-"""The ``rssm`` command line: ``rssm train``, ``rssm envs``."""
+"""The ``rssm`` command line: ``rssm train``, ``rssm eval``, ``rssm world-model``, ``rssm envs``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,32 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
     train = sub.add_parser(
         "train",
+        help="train an agent (PlaNet, random) from presets and dotted overrides",
+        description=(
+            "Train an agent. Presets (YAML files in rssm/presets) are applied in order, then any "
+            "dotted override such as --run.steps 5000 or --world_model.rssm.deter 256. With no "
+            f"--configs it runs {' '.join(DEFAULT_CONFIGS)}: PlaNet on the built-in point mass, "
+            "about 10 minutes on a 2-core CPU. Writes config.yaml, metrics.jsonl (+ TensorBoard), "
+            "videos/, replay/ and checkpoint.pt to the run directory."
+        ),
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        metavar="PRESET",
+        help=f"(list of str, default: {' '.join(DEFAULT_CONFIGS)}) presets applied in order",
+    )
+    train.add_argument("--env", default=None, help="(str) shortcut for --env.name")
+    train.add_argument("--resume", action="store_true", help="continue the run in --logdir")
+    evaluate = sub.add_parser("eval", help="run evaluation episodes of a trained run")
+    evaluate.add_argument("--run", type=Path, required=True, help="(path) run directory")
+    evaluate.add_argument("--episodes", type=int, default=1, help="(int, default: 1) episodes")
+    evaluate.add_argument("--device", default=None, help="(str, default: the run's) torch device")
+    world = sub.add_parser(
+        "world-model",
         help="train a world model on random-policy experience and score its predictions",
         description=(
             "Collect random-policy episodes, train a world model on them, and score open-loop "
@@ -94,12 +120,62 @@ def _build_parser() -> argparse.ArgumentParser:
             "config.json, metrics.jsonl, checkpoint.pt and open_loop.mp4 to the run directory."
         ),
     )
-    _add_dataclass_options(train, WorldModelRun)
-    train.add_argument("--logdir", type=Path, default=None, help="(path) run directory")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_dataclass_options(world, WorldModelRun)
+    world.add_argument("--logdir", type=Path, default=None, help="(path) run directory")
+    world.add_argument("--quiet", action="store_true", help="no progress bar")
     envs = sub.add_parser("envs", help="list the environment suites and the built-in envs")
     envs.add_argument("suite", nargs="?", default=None, help="list the ids of this suite")
     return parser
+
+
+DEFAULT_CONFIGS = ("planet", "cpu")
+
+
+def _config_help() -> str:
+    from rssm.config import available_presets, help_text
+    from rssm.run.train import Config
+
+    return (
+        f"presets: {', '.join(available_presets())}\n\n"
+        "config options (--key value; type; default before presets):\n"
+        + help_text(Config, prefix="  --")
+    )
+
+
+def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from rssm.config import apply_overrides, load_presets
+    from rssm.run.train import Config, train
+
+    config = load_presets(Config, args.configs or DEFAULT_CONFIGS)
+    if args.env is not None:
+        overrides = ["--env.name", args.env, *overrides]
+    config = apply_overrides(config, overrides)
+    if config.logdir == Config().logdir and not args.resume:
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.agent}-{config.env.name}"
+        config = apply_overrides(config, ["--logdir", str(Path("runs") / name.replace(":", "-"))])
+    run_dir = train(config, resume=args.resume)
+    print(f"run directory: {run_dir}")
+    print(f"  config:     {run_dir / 'config.yaml'}")
+    print(
+        f"  metrics:    {run_dir / 'metrics.jsonl'} (TensorBoard: tensorboard --logdir {run_dir})"
+    )
+    print(f"  checkpoint: {run_dir / 'checkpoint.pt'}")
+    print(f"  videos:     {run_dir / 'videos'}")
+    print(f"evaluate it: rssm eval --run {run_dir} --episodes 5")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rssm.run.train import evaluate
+
+    if not args.run.is_dir():
+        raise FileNotFoundError(f"run directory {args.run} does not exist")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes={args.episodes} must be >= 1")
+    returns = evaluate(args.run, args.episodes, device=args.device)
+    mean = sum(returns) / len(returns)
+    print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f}")
+    return 0
 
 
 def _write_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -107,7 +183,7 @@ def _write_jsonl(path: Path, record: dict[str, Any]) -> None:
         file.write(json.dumps(record) + "\n")
 
 
-def _train(args: argparse.Namespace) -> int:
+def _world_model(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
@@ -191,9 +267,16 @@ def _envs(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rssm`` console script; returns the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
-    commands = {"train": _train, "envs": _envs}
-    if args.command == "train":
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    commands = {
+        "train": lambda a: _agent_train(a, extra),
+        "eval": _eval,
+        "world-model": _world_model,
+        "envs": _envs,
+    }
+    if args.command in ("train", "world-model"):
         from rssm.run.malloc import keep_freed_memory
 
         keep_freed_memory()

@@ -1,4 +1,4 @@
-"""The ``rssm`` command line: a tiny end-to-end ``rssm train``, help text and bad input."""
+"""The ``rssm`` command line: tiny end-to-end runs of every subcommand, help text and bad input."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from rssm.cli import main
 from rssm.run.checkpoint import load_checkpoint, save_checkpoint
@@ -18,9 +19,9 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_train_writes_the_run_directory(tmp_path, capsys):
+def test_world_model_writes_the_run_directory(tmp_path, capsys):
     logdir = tmp_path / "run"
-    assert main(["train", *TINY, "--logdir", str(logdir)]) == 0
+    assert main(["world-model", *TINY, "--logdir", str(logdir)]) == 0
     out = capsys.readouterr().out
     assert str(logdir) in out and "copy-last-frame" in out
     config = json.loads((logdir / "config.json").read_text())
@@ -40,7 +41,7 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
 
 def test_help_lists_types_and_defaults(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--help"])
+        main(["world-model", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--env ", "--preset", "--updates", "--lr", "--env-option", "--size"):
@@ -62,7 +63,7 @@ def test_help_lists_types_and_defaults(capsys):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
-    code = main(["train", *TINY, *args, "--logdir", str(tmp_path / "run")])
+    code = main(["world-model", *TINY, *args, "--logdir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
@@ -71,7 +72,7 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
 
 def test_wrong_type_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--updates", "many"])
+        main(["world-model", "--updates", "many"])
     assert exit_info.value.code == 2
     assert "--updates takes a int" in capsys.readouterr().err
 
@@ -109,3 +110,69 @@ def test_checkpoint_write_is_atomic_and_corruption_is_reported(tmp_path):
     assert path.read_bytes() == good  # the failed save left the previous checkpoint intact
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert torch.equal(load_checkpoint(path)["weights"], torch.ones(3))
+
+
+def test_train_and_eval_an_agent(tmp_path, capsys):
+    logdir = tmp_path / "planet"
+    args = [
+        "train",
+        "--configs",
+        "planet",
+        "debug",
+        "--logdir",
+        str(logdir),
+        "--run.log_every",
+        "100",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert str(logdir) in out and "rssm eval --run" in out
+    config = yaml.safe_load((logdir / "config.yaml").read_text())
+    assert config["agent"] == "planet" and config["run"]["log_every"] == 100
+    assert config["planet"]["candidates"] == 8  # debug applied after planet
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/return" in row for row in rows)
+    assert load_checkpoint(logdir / "checkpoint.pt")["config"]["agent"] == "planet"
+    assert main(["eval", "--run", str(logdir), "--episodes", "2"]) == 0
+    assert "mean" in capsys.readouterr().out
+    # The same directory again without --resume is refused, and nothing in it is touched.
+    before = (logdir / "checkpoint.pt").read_bytes()
+    assert main(args) == 2
+    assert "resume" in capsys.readouterr().err
+    assert (logdir / "checkpoint.pt").read_bytes() == before
+
+
+def test_train_help_lists_every_config_key(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    for key in (
+        "--run.train_ratio float | None null",
+        "--planet.candidates int 1000",
+        "--world_model.rssm.latent {gaussian,categorical}",
+        "presets: cpu, debug, planet",
+    ):
+        assert key in flat, key
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run.stesp", "5"], "run.steps"),  # misspelled key: suggests the right one
+        (["--run.steps", "many"], "run.steps"),  # wrong type names the key
+        (["--configs", "plnet"], "planet"),  # unknown preset lists the known ones
+        (["--agent", "dreamer_v9"], "planet"),  # unknown agent lists the choices
+        (["--env", "nosuite:x"], "builtin"),  # unknown suite lists the known ones
+    ],
+)
+def test_train_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
+    code = main(["train", "--configs", "planet", "debug", "--logdir", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_of_a_missing_run_directory(tmp_path, capsys):
+    assert main(["eval", "--run", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
