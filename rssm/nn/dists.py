@@ -8,6 +8,7 @@ because these are built several times per RSSM step.
 
 from __future__ import annotations
 
+import abc
 import math
 from functools import cached_property
 from typing import Literal
@@ -47,24 +48,27 @@ def _check_event_dims(name: str, event_dims: int, param: Tensor, core_dims: int 
         )
 
 
-class Distribution:
+class Distribution(abc.ABC):
     """Common base: shapes and the derived methods shared by all distributions."""
 
     event_dims: int
 
     @property
+    @abc.abstractmethod
     def batch_shape(self) -> torch.Size:
         """Shape of ``log_prob``/``loss``/``entropy`` results."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mode(self) -> Tensor:
-        raise NotImplementedError
+        """The most likely value [..., *event]."""
 
+    @abc.abstractmethod
     def sample(self) -> Tensor:
-        raise NotImplementedError
+        """A sample [..., *event] (reparameterised or straight-through where defined)."""
 
+    @abc.abstractmethod
     def log_prob(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Log-density of ``x``, shape = batch shape."""
 
     def loss(self, target: Tensor) -> Tensor:
         """Training loss against ``target``, shape = batch shape (default: ``-log_prob``)."""
@@ -76,9 +80,9 @@ class Distribution:
     def kl(self, other: Distribution) -> Tensor:
         raise TypeError(f"KL is not defined for {type(self).__name__}; use Normal, Bernoulli, ...")
 
+    @abc.abstractmethod
     def detach(self) -> Distribution:
         """A copy whose parameters are detached (for KL balancing / stop-gradients)."""
-        raise NotImplementedError
 
     def _check_other(self, other: Distribution) -> None:
         if type(other) is not type(self):

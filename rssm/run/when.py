@@ -178,7 +178,7 @@ class Until:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Stateless: nothing to restore."""
 
     def __repr__(self) -> str:
         return f"Until({self.limit})"
