@@ -97,7 +97,24 @@ class Distribution(abc.ABC):
             )
 
 
-class Normal(Distribution):
+class _MeanDistribution(Distribution):
+    """Base of the distributions whose mode is their ``_mean`` parameter [..., *event]."""
+
+    _mean: Tensor
+
+    @property
+    def mean(self) -> Tensor:
+        return self._mean
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return self._mean.shape[: self._mean.dim() - self.event_dims]
+
+    def mode(self) -> Tensor:
+        return self._mean
+
+
+class Normal(_MeanDistribution):
     """Diagonal Gaussian, independent over the ``event_dims`` trailing dims.
 
     Args:
@@ -112,17 +129,6 @@ class Normal(Distribution):
         self._mean = mean
         self.std = std if std.shape == mean.shape else std.expand_as(mean)
         self.event_dims = event_dims
-
-    @property
-    def mean(self) -> Tensor:
-        return self._mean
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self._mean.shape[: self._mean.dim() - self.event_dims]
-
-    def mode(self) -> Tensor:
-        return self._mean
 
     def sample(self) -> Tensor:
         """Reparameterised sample [..., *event]."""
@@ -147,7 +153,7 @@ class Normal(Distribution):
         return Normal(self._mean.detach(), self.std.detach(), self.event_dims)
 
 
-class MSE(Distribution):
+class MSE(_MeanDistribution):
     """Deterministic prediction trained with squared error summed over the event dims.
 
     ``mode() == sample() == mean``; ``log_prob = -loss`` (an unnormalised density).
@@ -161,17 +167,6 @@ class MSE(Distribution):
         _check_event_dims("MSE", event_dims, mean)
         self._mean = mean
         self.event_dims = event_dims
-
-    @property
-    def mean(self) -> Tensor:
-        return self._mean
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self._mean.shape[: self._mean.dim() - self.event_dims]
-
-    def mode(self) -> Tensor:
-        return self._mean
 
     def sample(self) -> Tensor:
         return self._mean
