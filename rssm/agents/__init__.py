@@ -1,9 +1,19 @@
 """Agents: acting (``policy(carry, obs, mode) -> (carry, action)``) and learning
 (``train_step(batch) -> metrics``) composed from the library's parts."""
 
+from rssm.agents.dreamer import DreamerAgent, DreamerCarry, DreamerConfig
 from rssm.agents.planet import PlanetAgent, PlanetCarry, PlanetConfig
 from rssm.agents.random import RandomAgent
 
-AGENTS: dict[str, type] = {"planet": PlanetAgent, "random": RandomAgent}
+AGENTS: dict[str, type] = {"dreamer": DreamerAgent, "planet": PlanetAgent, "random": RandomAgent}
 
-__all__ = ["AGENTS", "PlanetAgent", "PlanetCarry", "PlanetConfig", "RandomAgent"]
+__all__ = [
+    "AGENTS",
+    "DreamerAgent",
+    "DreamerCarry",
+    "DreamerConfig",
+    "PlanetAgent",
+    "PlanetCarry",
+    "PlanetConfig",
+    "RandomAgent",
+]

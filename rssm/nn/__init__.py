@@ -7,6 +7,7 @@ from rssm.nn.dists import (
     Normal,
     OneHotCategorical,
     SymlogMSE,
+    TanhNormal,
     TwoHot,
     kl_divergence,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "MLP",
     "MSE",
     "Normal",
+    "TanhNormal",
     "OneHotCategorical",
     "StackedGRU",
     "SymlogMSE",

@@ -26,6 +26,7 @@ __all__ = [
     "Normal",
     "OneHotCategorical",
     "SymlogMSE",
+    "TanhNormal",
     "TwoHot",
     "kl_divergence",
 ]
@@ -151,6 +152,55 @@ class Normal(_MeanDistribution):
 
     def detach(self) -> Normal:
         return Normal(self._mean.detach(), self.std.detach(), self.event_dims)
+
+
+class TanhNormal(Distribution):
+    """A diagonal Gaussian squashed by ``tanh`` into (-1, 1): Dreamer V1's continuous actor.
+
+    ``sample()`` is reparameterised: ``tanh(mean + std * eps)``. ``log_prob`` applies the change
+    of variables ``log N(atanh y) - sum log(1 - y^2)``. The entropy has no closed form; as in
+    Dreamer V1 it is estimated from one reparameterised sample (``-log_prob(sample)``), so it is
+    differentiable and unbiased. ``mode()`` returns ``tanh(mean)`` (the squashed Gaussian mode;
+    V1 took the best of 100 samples instead: docs/paper_deviations.md).
+
+    Args:
+        mean, std: parameters of the Gaussian before the squashing [..., *event].
+        event_dims: number of trailing dims that form the event.
+    """
+
+    _EPS = 1e-6
+
+    def __init__(self, mean: Tensor, std: Tensor | float, event_dims: int = 1) -> None:
+        self.base = Normal(mean, std, event_dims)
+        self.event_dims = event_dims
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return self.base.batch_shape
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.tanh(self.base.mean)
+
+    def mode(self) -> Tensor:
+        return torch.tanh(self.base.mean)
+
+    def sample(self) -> Tensor:
+        return torch.tanh(self.base.sample())
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        x = x.clamp(-1.0 + self._EPS, 1.0 - self._EPS)
+        jacobian = _sum_last(torch.log1p(-x.square() + self._EPS), self.event_dims)
+        return self.base.log_prob(torch.atanh(x)) - jacobian
+
+    def entropy(self) -> Tensor:
+        u = self.base.sample()
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact for large |u|, unlike atanh.
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return -(self.base.log_prob(u) - _sum_last(log_det, self.event_dims))
+
+    def detach(self) -> TanhNormal:
+        return TanhNormal(self.base.mean.detach(), self.base.std.detach(), self.event_dims)
 
 
 class MSE(_MeanDistribution):

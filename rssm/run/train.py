@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from rssm import config as config_lib
-from rssm.agents import AGENTS, PlanetConfig
+from rssm.agents import AGENTS, DreamerConfig, PlanetConfig
 from rssm.data import Driver, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.models import WorldModelConfig, world_model_config
@@ -158,14 +158,21 @@ class Config:
         env, replay, run: see their classes.
         world_model: the agent's world model (``world_model=`` of the agent constructor).
         planet: the PlaNet agent's settings (``config=`` of :class:`~rssm.agents.PlanetAgent`).
+        dreamer: the Dreamer agent's settings (``config=`` of :class:`~rssm.agents.DreamerAgent`).
+
+    The agent receives the section named like it (``planet`` or ``dreamer``); so any behaviour
+    runs on any world model: ``--configs dreamer_v3 --agent planet`` plans with CEM on the
+    categorical V3 model, ``--configs dreamer_v1 planet --agent dreamer`` learns the actor-critic
+    on PlaNet's Gaussian model.
     """
 
-    agent: Literal["planet", "random"] = "planet"
+    agent: Literal["dreamer", "planet", "random"] = "planet"
     seed: int = 0
     logdir: str = "runs/default"
     env: EnvConfig = field(default_factory=EnvConfig)
     world_model: WorldModelConfig = field(default_factory=lambda: world_model_config("planet"))
     planet: PlanetConfig = field(default_factory=PlanetConfig)
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -222,7 +229,7 @@ def make_agent(config: Config, spec: EnvSpec) -> Any:
         spec.obs_space,
         spec.action_dim,
         config.world_model,
-        config.planet,
+        getattr(config, config.agent, None),
         discrete=spec.discrete,
         seed=config.seed,
         device=config.run.device,

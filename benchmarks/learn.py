@@ -1,0 +1,218 @@
+"""Learning benchmark for any agent and task: seeded `rssm train` runs, return against env steps.
+
+Each seed is one ordinary training run (``rssm.run.train``) in its own process and run directory
+under ``--out``; the benchmark reads the runs' ``metrics.jsonl`` back and reports the evaluation
+return (the agent's ``eval`` policy on a held-out env seed) and the mean training-episode return
+against env steps and wall clock. ``--json`` writes the curves, ``--results`` writes a section of
+docs/results.md named after the task and ``--label``.
+
+    python benchmarks/learn.py --label planet --configs planet cpu --env dmc:cartpole-balance \\
+        --set env.image_size=64 env.action_repeat=8 "env.options={fast_render: true}" \\
+        --steps 80000 --eval-every 10000 --seeds 0 --json bench_learn_planet.json --results
+
+A run directory that already exists is resumed from its checkpoint (``--fresh`` deletes it
+first); ``--report`` only rebuilds the table and JSON from finished run directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import write_section  # noqa: E402
+
+from rssm import config as config_lib  # noqa: E402
+from rssm.run.logger import read_metrics  # noqa: E402
+from rssm.run.malloc import keep_freed_memory  # noqa: E402
+from rssm.run.train import Config, train  # noqa: E402
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE (dotted key), got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--label", required=True, help="names the runs and the results section")
+    parser.add_argument("--configs", nargs="+", default=["planet", "cpu"], metavar="PRESET")
+    parser.add_argument("--env", required=True, help="task, e.g. dmc:cartpole-balance")
+    parser.add_argument(
+        "--set", nargs="*", default=[], type=_assignment, metavar="KEY=VALUE",
+        help="dotted config overrides (YAML values), applied after the presets",
+    )  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, required=True, help="env-step budget of each run")
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("runs/learn"))
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    parser.add_argument("--fresh", action="store_true", help="delete existing run directories")
+    parser.add_argument("--report", action="store_true", help="only report existing runs")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--results", action="store_true", help="write docs/results.md section")
+    args = parser.parse_args(argv)
+    if args.steps % args.eval_every:
+        parser.error("--steps must be a multiple of --eval-every (the last eval ends the run)")
+    return args
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def run_dir(args: argparse.Namespace, seed: int) -> Path:
+    return args.out / f"{slug(args.env)}-{slug(args.label)}-seed{seed}"
+
+
+def make_config(args: argparse.Namespace, seed: int) -> Config:
+    """The presets, ``--env``, ``--set`` and the benchmark's own keys, in that order."""
+    config = config_lib.load_presets(Config, args.configs)
+    overrides = {"env.name": args.env, **dict(args.set)}
+    overrides.update(
+        {
+            "seed": seed,
+            "logdir": str(run_dir(args, seed)),
+            "run.steps": args.steps,
+            "run.eval_every": args.eval_every,
+            "run.eval_episodes": args.eval_episodes,
+        }
+    )
+    return config_lib.apply_overrides(config, overrides)
+
+
+def one_run(job: tuple[argparse.Namespace, int]) -> dict[str, Any]:
+    """Trains (or resumes) one seed in this process; returns its curve."""
+    args, seed = job
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    config = make_config(args, seed)
+    directory = Path(config.logdir)
+    if args.fresh and directory.exists():
+        shutil.rmtree(directory)
+    if not args.report:
+        train(config, resume=directory.exists())
+    return curve(directory, seed)
+
+
+def curve(directory: Path, seed: int) -> dict[str, Any]:
+    """Eval return and the mean training return since the previous eval, per eval step."""
+    rows = read_metrics(directory)
+    points, train_returns = [], []
+    for row in rows:
+        if row.get("episode/return") is not None:
+            train_returns.append(row["episode/return"])
+        if row.get("eval/return") is not None:
+            recent = [r for r in train_returns if r is not None]
+            points.append(
+                {
+                    "step": row["step"],
+                    "time": row["time"],
+                    "eval_return": row["eval/return"],
+                    "train_return": statistics.mean(recent) if recent else None,
+                }
+            )
+            train_returns = []
+    # A resumed run restarts its wall clock; times after a resume are offset by the last one.
+    offset, last = 0.0, 0.0
+    for point in points:
+        if point["time"] + offset < last:
+            offset = last
+        point["time"] += offset
+        last = point["time"]
+    return {"seed": seed, "logdir": str(directory), "points": points}
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) -> str:
+    config = make_config(args, args.seeds[0])
+    settings = {
+        key: value
+        for key, value in config_lib.flatten(config).items()
+        if key.startswith(("agent", "env.", "replay.", "run.train", "run.seed_episodes"))
+        or key.startswith((f"{config.agent}.",))
+    }
+    steps = sorted({p["step"] for run in runs for p in run["points"]})
+    lines = [
+        f"## {config.agent} on `{args.env}` ({args.label})",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Written {time.strftime('%Y-%m-%d')} by the run itself: {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, {args.jobs} run(s) in parallel, "
+        f"{args.threads or torch.get_num_threads()} torch thread(s) each; seeds "
+        f"{', '.join(map(str, args.seeds))}; eval return = mean of {args.eval_episodes} episodes "
+        "of the eval policy on held-out env seeds; train return = mean of the training episodes "
+        "since the previous eval.  ",
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        "",
+        "| env steps | eval return | train return | wall clock (min) |",
+        "|---|---|---|---|",
+    ]
+    for step in steps:
+        at = [p for run in runs for p in run["points"] if p["step"] == step]
+        evals = [p["eval_return"] for p in at]
+        trains = [p["train_return"] for p in at if p["train_return"] is not None]
+        minutes = [p["time"] / 60 for p in at]
+        lines.append(f"| {step} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    jobs = [(args, seed) for seed in args.seeds]
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            runs = list(pool.map(one_run, jobs))
+    else:
+        runs = [one_run(job) for job in jobs]
+    command = "python benchmarks/learn.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    table = markdown(args, runs, command)
+    print(table)
+    if args.json is not None:
+        report = {
+            "label": args.label,
+            "env": args.env,
+            "configs": args.configs,
+            "set": dict(args.set),
+            "steps": args.steps,
+            "seeds": args.seeds,
+            "runs": runs,
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.results:
+        write_section(f"learn-{slug(args.env)}-{slug(args.label)}", table)
+    return runs
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Dreamer (V1, V2, V3): learn a world model, learn behaviour in its imagination.
+
+Hafner et al. 2020 ("Dream to Control"), 2021 ("Mastering Atari with Discrete World Models"),
+2023 ("Mastering Diverse Domains through World Models"). The versions differ only by options of
+the shared parts (presets ``dreamer_v1``, ``dreamer_v2``, ``dreamer_v3``): the world model's latent,
+KL scheme and heads (:class:`~rssm.models.WorldModelConfig`) and the actor-critic's gradients,
+distributions, critic and normalisation (:class:`~rssm.behavior.ActorCriticConfig`).
+
+Acting filters the newest observation into the posterior and asks the actor: a sample when
+exploring (plus V1's Gaussian exploration noise, or ε-random one-hot actions for discrete
+envs), the mode in evaluation. A train step is one world-model update followed by one
+actor-critic update from the detached posteriors of the same batch (N = B·T start states), each
+with its own Adam optimiser, epsilon and gradient clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from rssm.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from rssm.models import WorldModel, WorldModelConfig
+from rssm.types import RSSMState
+
+__all__ = ["DreamerAgent", "DreamerCarry", "DreamerConfig"]
+
+Mode = Literal["explore", "eval"]
+
+
+@dataclass
+class DreamerConfig:
+    """Optimisers, exploration and the actor-critic of :class:`DreamerAgent` (defaults: V3).
+
+    Attributes:
+        actor_critic: see :class:`~rssm.behavior.ActorCriticConfig`.
+        model_lr, model_eps, model_clip: Adam of the world model (clip: global grad norm).
+        actor_lr, actor_eps, actor_clip: Adam of the actor.
+        critic_lr, critic_eps, critic_clip: Adam of the critic.
+        expl_noise: exploring only: std of Gaussian noise added to continuous actions (V1: 0.3),
+            or the probability of a uniformly random one-hot action for discrete ones.
+    """
+
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    model_lr: float = 1e-4
+    model_eps: float = 1e-8
+    model_clip: float = 1000.0
+    actor_lr: float = 3e-5
+    actor_eps: float = 1e-5
+    actor_clip: float = 100.0
+    critic_lr: float = 3e-5
+    critic_eps: float = 1e-5
+    critic_clip: float = 100.0
+    expl_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive = ("model_lr", "model_clip", "actor_lr", "actor_clip", "critic_lr", "critic_clip")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DreamerConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("model_eps", "actor_eps", "critic_eps", "expl_noise"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+class DreamerCarry(NamedTuple):
+    """What :meth:`DreamerAgent.policy` carries between env steps: the posterior [N] (None before
+    the first step) and the action executed after it [N, A]."""
+
+    state: RSSMState | None
+    prev_action: Tensor
+
+
+class DreamerAgent:
+    """A world model, an actor-critic trained in its imagination, and their three optimisers.
+
+    Args:
+        obs_space: observation space (modality keys).
+        action_dim: A; the size of the action vector (the number of choices when discrete).
+        world_model: world-model config (any latent: Gaussian or categorical).
+        config: optimisers, exploration and the actor-critic.
+        discrete: one-hot actions.
+        seed: seeds the initial weights (without touching torch's global generator) and
+            ``generator`` (exploration noise).
+        device: where everything runs.
+
+    Attributes:
+        model: the :class:`WorldModel`.
+        behavior: the :class:`~rssm.behavior.ActorCritic` (``behavior.actor`` acts and is trained:
+            one module, no copies).
+        model_opt, actor_opt, critic_opt: the optimisers.
+    """
+
+    def __init__(
+        self,
+        obs_space: gym.spaces.Dict,
+        action_dim: int,
+        world_model: WorldModelConfig,
+        config: DreamerConfig,
+        *,
+        discrete: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+            raise ValueError(f"DreamerAgent: action_dim must be a positive int, got {action_dim!r}")
+        self.config = config
+        self.action_dim = action_dim
+        self.discrete = discrete
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = WorldModel(obs_space, action_dim, world_model).to(device)
+            feat_dim = self.model.rssm.feat_dim
+            self.behavior = ActorCritic(
+                feat_dim, action_dim, config.actor_critic, discrete=discrete
+            ).to(device)
+        self.model_opt = torch.optim.Adam(
+            self.model.parameters(), lr=config.model_lr, eps=config.model_eps
+        )
+        self.actor_opt = torch.optim.Adam(
+            self.behavior.actor.parameters(), lr=config.actor_lr, eps=config.actor_eps
+        )
+        self.critic_opt = torch.optim.Adam(
+            self.behavior.critic.parameters(), lr=config.critic_lr, eps=config.critic_eps
+        )
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    # ----------------------------------------------------------------------------- acting
+    def initial_carry(self, num_envs: int) -> DreamerCarry:
+        """Carry before the first step of ``num_envs`` environments."""
+        param = next(self.model.parameters())
+        return DreamerCarry(None, param.new_zeros(num_envs, self.action_dim))
+
+    def policy(
+        self, carry: DreamerCarry | None, obs: Mapping[str, np.ndarray | Tensor], mode: Mode
+    ) -> tuple[DreamerCarry, Tensor]:
+        """Filter ``obs`` into the posterior and act with the actor.
+
+        Args:
+            carry: from :meth:`initial_carry` or the previous call; None means
+                ``initial_carry(N)``.
+            obs: observations [N, ...] with ``is_first`` [N].
+            mode: ``"explore"`` samples the actor (plus ``expl_noise``); ``"eval"`` takes its
+                mode.
+
+        Returns:
+            ``(carry, action)``: action [N, A] in [-1, 1] (continuous) or one-hot (discrete).
+        """
+        if mode not in ("explore", "eval"):
+            raise ValueError(f"DreamerAgent.policy: mode={mode!r}; use 'explore' or 'eval'")
+        with torch.no_grad():
+            inputs = self.model.preprocess(obs)
+            num = inputs["is_first"].shape[0]
+            carry = self.initial_carry(num) if carry is None else carry
+            if carry.prev_action.shape != (num, self.action_dim):
+                raise ValueError(
+                    f"DreamerAgent.policy: carry.prev_action has shape "
+                    f"{tuple(carry.prev_action.shape)} but obs has N={num} envs and A="
+                    f"{self.action_dim}; pass initial_carry({num}) or None"
+                )
+            state = self.model.obs_step(carry.state, carry.prev_action, inputs)
+            action = self.behavior.act(state.feat(), sample=mode == "explore")
+            if mode == "explore":
+                action = self._explore(action)
+            if not self.discrete:
+                action = action.clamp(-1.0, 1.0)
+        return DreamerCarry(state, action), action
+
+    def _explore(self, action: Tensor) -> Tensor:
+        noise = self.config.expl_noise
+        if noise == 0:
+            return action
+        if not self.discrete:
+            eps = torch.randn(
+                action.shape, generator=self.generator, device=action.device, dtype=action.dtype
+            )
+            return action + noise * eps
+        num = action.shape[0]
+        pick = torch.rand(num, generator=self.generator, device=action.device) < noise
+        index = torch.randint(
+            self.action_dim, (num,), generator=self.generator, device=action.device
+        )
+        random = torch.nn.functional.one_hot(index, self.action_dim).to(action.dtype)
+        return torch.where(pick[:, None], random, action)
+
+    def imagine_action(self, state: RSSMState, generator: torch.Generator | None = None) -> Tensor:
+        """The actor's mode at imagined states [N] (``rssm dream --policy agent``)."""
+        with torch.no_grad():
+            action = self.behavior.act(state.feat(), sample=False)
+        return action if self.discrete else action.clamp(-1.0, 1.0)
+
+    # ----------------------------------------------------------------------------- learning
+    def train_step(self, batch: Mapping[str, np.ndarray | Tensor]) -> dict[str, float]:
+        """One world-model update, then one actor-critic update from the batch's posteriors.
+
+        Args:
+            batch: replay batch [B, T, ...]: observation keys, ``action``, ``reward``,
+                ``is_first``, ``is_terminal``.
+
+        Returns:
+            The world model's metrics, ``model_loss``/``model_grad_norm``, and the
+            actor-critic's (``actor_loss``, ``critic_loss``, ``actor_entropy``, ``return_mean``,
+            ``return_scale``, ``value_mean``, ``imag_reward``, ... and grad norms) as floats.
+        """
+        config = self.config
+        data = self.model.preprocess(batch)
+        output = self.model.loss(data)
+        self.model_opt.zero_grad(set_to_none=True)
+        output.loss.backward()
+        model_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.model_clip)
+        self.model_opt.step()
+
+        start = output.posterior.detach().reshape(-1)  # [N = B*T]
+        start_cont = 1.0 - data["is_terminal"].reshape(-1).to(start.deter.dtype)
+        behavior = self.behavior
+        losses = behavior.loss(self.model, start, start_cont)
+        actor_params = list(behavior.actor.parameters())
+        critic_params = list(behavior.critic.parameters())
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        # `inputs=` accumulates gradients only into the actor's weights: the dynamics path is
+        # differentiated through (V1) but the world model's weights receive nothing.
+        losses.actor.backward(inputs=actor_params)
+        losses.critic.backward(inputs=critic_params)
+        actor_norm = torch.nn.utils.clip_grad_norm_(actor_params, config.actor_clip)
+        critic_norm = torch.nn.utils.clip_grad_norm_(critic_params, config.critic_clip)
+        self.actor_opt.step()
+        self.critic_opt.step()
+        behavior.update_slow_critic()
+
+        metrics = {"model_loss": output.loss.detach(), "model_grad_norm": model_norm}
+        metrics.update(output.metrics)
+        metrics.update(losses.metrics)
+        metrics["actor_grad_norm"] = actor_norm
+        metrics["critic_grad_norm"] = critic_norm
+        values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
+        return dict(zip(metrics, values, strict=True))
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Weights of the model and the behaviour (slow critic and normaliser included), the
+        three optimisers and the exploration generator."""
+        return {
+            "model": self.model.state_dict(),
+            "behavior": self.behavior.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (strict)."""
+        keys = {"model", "behavior", "model_opt", "actor_opt", "critic_opt", "generator"}
+        missing = keys - set(state)
+        if missing:
+            raise ValueError(
+                f"DreamerAgent.load_state_dict: missing keys {sorted(missing)}; pass the dict "
+                "returned by DreamerAgent.state_dict() (is this a checkpoint of another agent?)"
+            )
+        self.model.load_state_dict(state["model"])
+        self.behavior.load_state_dict(state["behavior"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return (
+            f"DreamerAgent(action_dim={self.action_dim}, discrete={self.discrete}, "
+            f"actor_grad={self.behavior.actor_grad!r}, {dataclasses.asdict(self.config)})"
+        )

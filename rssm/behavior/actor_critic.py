@@ -1,0 +1,362 @@
+"""Dreamer's actor-critic, learned in the imagination of a world model.
+
+From every start state (detached posteriors of a replay batch, flattened to ``[N]``) the actor
+imagines H steps through ``RSSM.imagine`` (the one rollout path): states ``s_0..s_H`` and actions
+``a_0..a_{H-1}`` as ``[N, H+1]`` / ``[N, H, A]`` (DESIGN.md §3). The world model's heads give
+rewards and continuation flags, the critic gives values, and :func:`lambda_return` turns them into
+targets ``R_0..R_{H-1}``; every loss term is weighted by :func:`discount_weights` (the probability
+of reaching a state, including the root's own continuation).
+
+Versions are options, not forks (presets ``dreamer_v1``/``v2``/``v3`` set them):
+
+* actor gradients: ``dynamics`` backpropagates the returns through the learned dynamics into the
+  actions (V1; V2/V3 for continuous actions), ``reinforce`` uses the score function with the
+  critic as baseline (V2/V3 discrete), ``mix`` weighs both (V2's ρ);
+* the actor: tanh-squashed Normal (V1), Normal with a tanh-bounded mean and a sigmoid-bounded std
+  (V3), one-hot categorical with unimix (discrete);
+* the critic: Normal/MSE regression (V1/V2) or symlog two-hot (V3); a slow critic (EMA of the
+  critic) as bootstrap target (V2: hard copy every 100 updates) and/or as a regulariser the critic
+  is pulled toward (V3);
+* return normalisation by the EMA of the 5th-95th percentile range, divided by max(1, range) (V3).
+
+References: Hafner et al. 2020 (Dreamer, eq. 5-8), 2021 (DreamerV2, eq. 5-6), 2023 (DreamerV3,
+"Critic learning" and "Actor learning").
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rssm.behavior.returns import ReturnNormalizer, discount_weights, ema_update, lambda_return
+from rssm.nn.dists import Distribution, Normal, OneHotCategorical, TanhNormal
+from rssm.nn.heads import Head
+from rssm.nn.layers import MLP, Activation
+from rssm.types import RSSMState
+
+__all__ = [
+    "Actor",
+    "ActorConfig",
+    "ActorCritic",
+    "ActorCriticConfig",
+    "ActorCriticLoss",
+    "CriticConfig",
+    "Imagination",
+]
+
+ActorGrad = Literal["dynamics", "reinforce", "mix"]
+ContinuousDist = Literal["bounded_normal", "tanh_normal"]
+
+
+@dataclass
+class ActorConfig:
+    """The actor network and its action distribution.
+
+    Attributes:
+        units, layers, act, norm: the MLP trunk.
+        dist_cont: continuous actions: ``bounded_normal`` (V3: mean ``tanh``, std in
+            [min_std, max_std] via a sigmoid) or ``tanh_normal`` (V1: ``tanh`` of a Normal with
+            mean ``5 tanh(x / 5)`` and std ``softplus(x + init_std') + min_std``).
+        min_std, max_std: bounds of the std (``max_std`` only for ``bounded_normal``).
+        init_std: initial std of ``tanh_normal`` before squashing (V1: 5).
+        unimix: uniform mixture of the one-hot actor (discrete actions).
+        outscale: scales the output layer's initial weights (V3: 1.0).
+    """
+
+    units: int = 512
+    layers: int = 2
+    act: Activation = "silu"
+    norm: bool = True
+    dist_cont: ContinuousDist = "bounded_normal"
+    min_std: float = 0.1
+    max_std: float = 1.0
+    init_std: float = 5.0
+    unimix: float = 0.01
+    outscale: float = 1.0
+
+
+@dataclass
+class CriticConfig:
+    """The critic head: ``twohot`` (symlog two-hot, V3) or ``normal`` (unit-variance Gaussian
+    regression, V1/V2) or ``mse``; ``outscale=0`` zero-initialises the output layer (V3)."""
+
+    dist: Literal["twohot", "normal", "mse", "symlog_mse"] = "twohot"
+    units: int = 512
+    layers: int = 2
+    act: Activation = "silu"
+    norm: bool = True
+    bins: int = 255
+    outscale: float = 0.0
+
+
+@dataclass
+class ActorCriticConfig:
+    """Everything that defines the actor-critic (defaults: DreamerV3, REFERENCE.md).
+
+    Attributes:
+        actor, critic: the networks.
+        horizon: H, imagined steps from each start state.
+        discount: γ (V3: 1 - 1/333); lam: λ of the returns.
+        actor_grad_cont, actor_grad_disc: actor gradient for continuous / discrete actions.
+        actor_grad_mix: weight of the dynamics term for ``mix`` (1 - weight on REINFORCE).
+        entropy: scale of the actor's entropy bonus (V3: 3e-4 with normalised returns).
+        return_norm: divide advantages by the percentile range of the returns (V3).
+        return_norm_decay, return_norm_low, return_norm_high, return_norm_min: its EMA decay,
+            percentiles and the floor of the scale (V3: 0.99, 5, 95, 1).
+        slow_critic_rate: EMA fraction of the slow critic per refresh (V3: 0.02; V2: 1.0).
+        slow_critic_every: refresh the slow critic every this many updates (V2: 100).
+        slow_target: bootstrap the λ-returns with the slow critic (V2) instead of the critic.
+        slow_regularizer: scale of the critic loss toward the slow critic's prediction (V3: 1).
+    """
+
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    horizon: int = 15
+    discount: float = 0.997
+    lam: float = 0.95
+    actor_grad_cont: ActorGrad = "dynamics"
+    actor_grad_disc: ActorGrad = "reinforce"
+    actor_grad_mix: float = 0.1
+    entropy: float = 3e-4
+    return_norm: bool = True
+    return_norm_decay: float = 0.99
+    return_norm_low: float = 5.0
+    return_norm_high: float = 95.0
+    return_norm_min: float = 1.0
+    slow_critic_rate: float = 0.02
+    slow_critic_every: int = 1
+    slow_target: bool = False
+    slow_regularizer: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "slow_critic_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ActorCriticConfig.{name} must be a positive int, got {value!r}")
+        for name in ("discount", "lam", "actor_grad_mix", "slow_critic_rate", "return_norm_decay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ActorCriticConfig.{name} must lie in [0, 1], got {value!r}")
+        if self.entropy < 0 or self.slow_regularizer < 0:
+            raise ValueError("ActorCriticConfig.entropy and .slow_regularizer must be >= 0")
+
+
+class Actor(nn.Module):
+    """Maps features [..., F] to an action distribution over [..., A].
+
+    Continuous actions live in [-1, 1] (``TanhNormal`` or ``Normal`` with a bounded mean, whose
+    samples the agent clips); discrete actions are one-hot samples with straight-through
+    gradients.
+    """
+
+    def __init__(self, feat_dim: int, action_dim: int, config: ActorConfig, *, discrete: bool):
+        super().__init__()
+        self.discrete = discrete
+        self.config = config
+        outputs = action_dim if discrete else 2 * action_dim
+        self.trunk = MLP(feat_dim, None, config.units, config.layers, config.act, config.norm)
+        self.out = nn.Linear(self.trunk.out_dim, outputs)
+        if config.outscale != 1.0:
+            with torch.no_grad():
+                self.out.weight.mul_(config.outscale)
+                self.out.bias.mul_(config.outscale)
+        # softplus(raw + shift) = init_std at raw = 0.
+        self._std_shift = math.log(math.expm1(config.init_std)) if config.init_std > 0 else 0.0
+
+    def forward(self, feat: Tensor) -> Distribution:
+        out = self.out(self.trunk(feat))
+        config = self.config
+        if self.discrete:
+            return OneHotCategorical(out, config.unimix)
+        mean, raw_std = out.chunk(2, dim=-1)
+        if config.dist_cont == "tanh_normal":
+            mean = 5.0 * torch.tanh(mean / 5.0)
+            std = F.softplus(raw_std + self._std_shift) + config.min_std
+            return TanhNormal(mean, std)
+        std = (config.max_std - config.min_std) * torch.sigmoid(raw_std + 2.0) + config.min_std
+        return Normal(torch.tanh(mean), std)
+
+
+class Imagination(NamedTuple):
+    """An imagined batch: ``states`` [N, H+1], ``actions`` [N, H, A], features [N, H+1, F], and
+    the actor's ``log_prob`` of its actions and ``entropy`` at ``s_0..s_{H-1}`` [N, H]."""
+
+    states: RSSMState
+    actions: Tensor
+    feat: Tensor
+    log_prob: Tensor
+    entropy: Tensor
+
+
+class ActorCriticLoss(NamedTuple):
+    """Scalar ``actor`` and ``critic`` losses, and detached metrics (0-dim tensors)."""
+
+    actor: Tensor
+    critic: Tensor
+    metrics: dict[str, Tensor]
+
+
+class ActorCritic(nn.Module):
+    """Actor, critic, slow critic and return normaliser, trained on imagined trajectories.
+
+    Args:
+        feat_dim: size F of the model state's features (``RSSMState.feat()``).
+        action_dim: A.
+        config: see :class:`ActorCriticConfig`.
+        discrete: one-hot actions (then ``actor_grad_disc`` applies, else ``actor_grad_cont``).
+
+    The world model is an argument of :meth:`loss`, not a submodule: the behaviour's
+    ``state_dict`` holds only its own weights.
+    """
+
+    def __init__(
+        self, feat_dim: int, action_dim: int, config: ActorCriticConfig, *, discrete: bool
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.discrete = discrete
+        self.action_dim = action_dim
+        self.actor_grad = config.actor_grad_disc if discrete else config.actor_grad_cont
+        self.actor = Actor(feat_dim, action_dim, config.actor, discrete=discrete)
+        critic = config.critic
+        self.critic = Head(
+            feat_dim, (), critic.dist, units=critic.units, layers=critic.layers, act=critic.act,
+            norm=critic.norm, bins=critic.bins, outscale=critic.outscale,
+        )  # fmt: skip
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.normalizer = ReturnNormalizer(
+            config.return_norm_decay, config.return_norm_low, config.return_norm_high,
+            config.return_norm_min,
+        )  # fmt: skip
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    # ----------------------------------------------------------------------------- imagination
+    def imagine(self, rssm: nn.Module, start: RSSMState) -> Imagination:
+        """Roll the actor forward H steps in the prior from ``start`` [N] (detached by caller).
+
+        With ``dynamics``/``mix`` gradients the rollout keeps its graph: actions are
+        reparameterised (or straight-through) samples, and returns backpropagate through the
+        dynamics into them. With ``reinforce`` the rollout runs without a graph (actions are
+        plain samples) and only the actor's log-probabilities and entropies carry gradients.
+        The actor always sees detached features, as in DreamerV3.
+        """
+        dists: list[Distribution] = []
+
+        def policy(state: RSSMState) -> Tensor:
+            with torch.enable_grad():  # distributions cache their probabilities: build them here
+                dist = self.actor(state.feat().detach())
+                action = dist.sample()
+            dists.append(dist)
+            return action if self.actor_grad != "reinforce" else action.detach()
+
+        with torch.set_grad_enabled(self.actor_grad != "reinforce" and torch.is_grad_enabled()):
+            states, actions = rssm.imagine(start, policy, self.config.horizon)
+            feat = states.feat()
+        taken = actions.detach()
+        log_prob = torch.stack([d.log_prob(taken[:, i]) for i, d in enumerate(dists)], 1)
+        entropy = torch.stack([d.entropy() for d in dists], 1)
+        return Imagination(states, actions, feat, log_prob, entropy)
+
+    # ----------------------------------------------------------------------------- losses
+    def loss(
+        self,
+        model: nn.Module,
+        start: RSSMState,
+        start_cont: Tensor | None = None,
+    ) -> ActorCriticLoss:
+        """Actor and critic losses on trajectories imagined from ``start``.
+
+        Args:
+            model: the world model (``rssm``, ``reward`` and optional ``cont`` heads).
+            start: detached start states [N] (e.g. a batch's posteriors flattened).
+            start_cont: continuation of each start state [N] (``1 - is_terminal``); None: ones.
+
+        Returns:
+            :class:`ActorCriticLoss`; ``actor`` has gradients only for the actor's parameters
+            (and, with ``dynamics``/``mix``, paths through the model that the caller must not
+            step: use ``backward(inputs=actor params)``); ``critic`` only for the critic's.
+        """
+        config = self.config
+        imag = self.imagine(model.rssm, start)
+        with torch.set_grad_enabled(self.actor_grad != "reinforce" and torch.is_grad_enabled()):
+            reward = model.reward(imag.feat).mode()  # [N, H+1]
+            if getattr(model, "cont", None) is not None:
+                cont = model.cont(imag.feat).mean
+            else:
+                cont = torch.ones_like(reward)
+            if start_cont is not None:
+                cont = torch.cat([start_cont.to(cont.dtype)[:, None], cont[:, 1:]], 1)
+            target_critic = self.slow_critic if config.slow_target else self.critic
+            value = target_critic(imag.feat).mode()  # [N, H+1]
+            returns = lambda_return(
+                reward, cont, value, discount=config.discount, lam=config.lam
+            )  # [N, H]
+        weights = discount_weights(cont, config.discount)  # detached [N, H]
+        actor_loss, actor_metrics = self._actor_loss(imag, returns, value[:, :-1], weights)
+        critic_loss, critic_metrics = self._critic_loss(imag.feat[:, :-1], returns, weights)
+        metrics = {**actor_metrics, **critic_metrics}
+        metrics["imag_reward"] = reward[:, 1:].detach().mean()
+        metrics["imag_cont"] = cont[:, 1:].detach().mean()
+        return ActorCriticLoss(actor_loss, critic_loss, metrics)
+
+    def _actor_loss(
+        self, imag: Imagination, returns: Tensor, base: Tensor, weights: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Maximise normalised returns (dynamics) and/or advantages · log π (REINFORCE), plus an
+        entropy bonus; every term weighted per state (DreamerV3 eq. 11)."""
+        config = self.config
+        if config.return_norm:
+            self.normalizer.update(returns)
+            scale = self.normalizer.scale()
+        else:
+            scale = returns.new_ones(())
+        objective = returns.new_zeros(returns.shape)
+        if self.actor_grad in ("dynamics", "mix"):
+            mix = 1.0 if self.actor_grad == "dynamics" else config.actor_grad_mix
+            objective = objective + mix * returns / scale
+        if self.actor_grad in ("reinforce", "mix"):
+            mix = 1.0 if self.actor_grad == "reinforce" else 1.0 - config.actor_grad_mix
+            advantage = ((returns - base) / scale).detach()
+            objective = objective + mix * imag.log_prob * advantage
+        objective = objective + config.entropy * imag.entropy
+        loss = -(weights * objective).mean()
+        metrics = {
+            "actor_loss": loss.detach(),
+            "actor_entropy": imag.entropy.detach().mean(),
+            "return_mean": returns.detach().mean(),
+            "return_scale": scale.detach(),
+            "advantage_mean": ((returns - base) / scale).detach().mean(),
+        }
+        return loss, metrics
+
+    def _critic_loss(
+        self, feat: Tensor, returns: Tensor, weights: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Critic regression on the detached λ-returns of ``s_0..s_{H-1}``, plus V3's pull toward
+        the slow critic's prediction."""
+        feat = feat.detach()
+        dist = self.critic(feat)
+        loss = dist.loss(returns.detach())
+        if self.config.slow_regularizer > 0:
+            with torch.no_grad():
+                slow = self.slow_critic(feat).mode()
+            loss = loss + self.config.slow_regularizer * dist.loss(slow)
+        loss = (weights * loss).mean()
+        return loss, {"critic_loss": loss.detach(), "value_mean": dist.mode().detach().mean()}
+
+    def update_slow_critic(self) -> None:
+        """Count an update; refresh the slow critic every ``slow_critic_every`` updates."""
+        self.updates += 1
+        if int(self.updates) % self.config.slow_critic_every == 0:
+            ema_update(self.slow_critic, self.critic, self.config.slow_critic_rate)
+
+    def act(self, feat: Tensor, sample: bool) -> Tensor:
+        """An action [N, A] for features [N, F]: a sample (exploring) or the mode (evaluating)."""
+        dist = self.actor(feat)
+        return dist.sample() if sample else dist.mode()

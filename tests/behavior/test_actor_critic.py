@@ -1,0 +1,170 @@
+"""ActorCritic: imagination shapes, gradient isolation, slow critic, actor distributions."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from rssm.behavior import ActorConfig, ActorCritic, ActorCriticConfig, CriticConfig
+from rssm.envs import env_spec, make_env
+from rssm.models import WorldModel
+from rssm.nn import Normal, OneHotCategorical, TanhNormal
+from rssm.run.world_model import tiny_config
+
+H = 4
+SMALL = ActorCriticConfig(
+    actor=ActorConfig(units=16, layers=1),
+    critic=CriticConfig(units=16, layers=1, bins=15),
+    horizon=H,
+)
+
+
+def build(discrete: bool, latent: str = "categorical", **changes) -> tuple[WorldModel, ActorCritic]:
+    torch.manual_seed(0)
+    env = "builtin:pointmass-discrete" if discrete else "builtin:pointmass"
+    spec = env_spec(make_env(env, image_size=16))
+    model = WorldModel(spec.obs_space, spec.action_dim, tiny_config(latent))
+    config = dataclasses.replace(SMALL, **changes)
+    behavior = ActorCritic(model.rssm.feat_dim, spec.action_dim, config, discrete=discrete)
+    return model, behavior
+
+
+def start_states(model: WorldModel, n: int = 6):
+    state = model.rssm.initial(n)
+    return state.map(lambda x: x + 0.1 * torch.randn_like(x)).detach()
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_imagination_is_batch_major_with_h_plus_one_states(discrete):
+    model, behavior = build(discrete)
+    imag = behavior.imagine(model.rssm, start_states(model))
+    A = model.action_dim
+    assert imag.states.deter.shape == (6, H + 1, model.rssm.deter_dim)
+    assert imag.feat.shape == (6, H + 1, model.rssm.feat_dim)
+    assert imag.actions.shape == (6, H, A)
+    assert imag.log_prob.shape == imag.entropy.shape == (6, H)
+    assert torch.isfinite(imag.log_prob).all() and torch.isfinite(imag.entropy).all()
+    if discrete:
+        assert torch.equal(imag.actions.sum(-1), torch.ones(6, H))
+
+
+def test_reinforce_actor_loss_puts_no_gradient_into_the_world_model():
+    model, behavior = build(discrete=True)
+    assert behavior.actor_grad == "reinforce"
+    losses = behavior.loss(model, start_states(model))
+    losses.actor.backward()  # a plain backward: the graph itself must not reach the model
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is None for p in behavior.critic.parameters())
+    grads = [p.grad for p in behavior.actor.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_dynamics_backprop_reaches_the_model_but_inputs_keep_its_weights_clean():
+    model, behavior = build(discrete=False)
+    assert behavior.actor_grad == "dynamics"
+    losses = behavior.loss(model, start_states(model))
+    losses.actor.backward(retain_graph=True)  # the return depends on the dynamics
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.rssm.parameters())
+    model.zero_grad(set_to_none=True)
+    behavior.zero_grad(set_to_none=True)
+    losses.actor.backward(inputs=list(behavior.actor.parameters()))
+    assert all(p.grad is None for p in model.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in behavior.actor.parameters())
+
+
+def test_critic_loss_trains_only_the_critic():
+    model, behavior = build(discrete=False)
+    losses = behavior.loss(model, start_states(model))
+    losses.critic.backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is None for p in behavior.actor.parameters())
+    assert all(p.grad is None for p in behavior.slow_critic.parameters())
+    assert any(p.grad is not None for p in behavior.critic.parameters())
+
+
+def test_slow_critic_moves_by_its_ema_rate():
+    model, behavior = build(discrete=False, slow_critic_rate=0.25, slow_critic_every=2)
+    with torch.no_grad():
+        for p in behavior.critic.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in behavior.slow_critic.parameters()]
+    fast = [p.clone() for p in behavior.critic.parameters()]
+    behavior.update_slow_critic()  # update 1: not yet (every 2)
+    for b, p in zip(before, behavior.slow_critic.parameters(), strict=True):
+        assert torch.equal(b, p)
+    behavior.update_slow_critic()  # update 2: slow <- 0.75 slow + 0.25 critic
+    for b, f, p in zip(before, fast, behavior.slow_critic.parameters(), strict=True):
+        torch.testing.assert_close(p, 0.75 * b + 0.25 * f)
+    assert int(behavior.updates) == 2
+
+
+def test_slow_target_bootstraps_with_the_slow_critic():
+    model, behavior = build(discrete=False, slow_target=True, slow_regularizer=0.0)
+    start = start_states(model)
+    torch.manual_seed(1)
+    a = behavior.loss(model, start).metrics["return_mean"]
+    with torch.no_grad():  # moving the fast critic leaves slow-target returns unchanged
+        behavior.critic.out.bias.add_(5.0)
+    torch.manual_seed(1)
+    b = behavior.loss(model, start).metrics["return_mean"]
+    torch.testing.assert_close(a, b)
+
+
+def test_return_normaliser_updates_only_with_return_norm():
+    model, behavior = build(discrete=False)
+    behavior.loss(model, start_states(model))
+    assert behavior.normalizer.high_ema != 0 or behavior.normalizer.low_ema != 0
+    model, plain = build(discrete=False, return_norm=False)
+    plain.loss(model, start_states(model))
+    assert plain.normalizer.high_ema == 0 and plain.normalizer.low_ema == 0
+
+
+def test_start_continuation_zero_removes_the_start_from_the_losses():
+    model, behavior = build(discrete=False)
+    start = start_states(model)
+    losses = behavior.loss(model, start, torch.zeros(6))
+    assert losses.actor.item() == 0.0 and losses.critic.item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("discrete", "dist", "kind"),
+    [(False, "bounded_normal", Normal), (False, "tanh_normal", TanhNormal),
+     (True, "bounded_normal", OneHotCategorical)],
+)  # fmt: skip
+def test_actor_distributions_stay_in_bounds(discrete, dist, kind):
+    actor_config = dataclasses.replace(SMALL.actor, dist_cont=dist, min_std=1e-4)
+    model, behavior = build(discrete, actor=actor_config)
+    out = behavior.actor(torch.randn(32, model.rssm.feat_dim) * 10)
+    assert isinstance(out, kind)
+    mode = out.mode()
+    assert mode.min() >= -1 and mode.max() <= 1
+    if dist == "tanh_normal":
+        sample = out.sample()
+        assert sample.abs().max() <= 1
+        assert torch.isfinite(out.log_prob(sample)).all()
+
+
+def test_tanh_normal_log_prob_matches_change_of_variables():
+    dist = TanhNormal(torch.tensor([[0.3, -0.2]]), torch.tensor([[0.5, 1.5]]))
+    y = torch.tensor([[0.4, -0.9]])
+    x = torch.atanh(y)
+    base = torch.distributions.Normal(dist.base.mean, dist.base.std)
+    expected = (base.log_prob(x) - torch.log(1 - y.square())).sum(-1)
+    torch.testing.assert_close(dist.log_prob(y), expected, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)  # sampled entropy estimate ≈ Monte-Carlo entropy
+    many = TanhNormal(torch.zeros(20000, 1), torch.ones(20000, 1))
+    estimate = many.entropy().mean().item()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    samples = normal.sample((20000, 1))
+    reference = -(normal.log_prob(samples) - torch.log1p(-(torch.tanh(samples) ** 2))).mean()
+    assert math.isclose(estimate, reference.item(), abs_tol=0.05)
+
+
+def test_bad_config_values_name_the_field():
+    with pytest.raises(ValueError, match="horizon"):
+        ActorCriticConfig(horizon=0)
+    with pytest.raises(ValueError, match="discount"):
+        ActorCriticConfig(discount=1.5)
