@@ -1,4 +1,5 @@
-"""The ``rssm`` command line: ``rssm train``, ``rssm eval``, ``rssm world-model``, ``rssm envs``."""
+"""The ``rssm`` command line: ``rssm train``, ``eval``, ``dream``, ``plot``, ``report``,
+``world-model`` and ``envs``."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
     train = sub.add_parser(
         "train",
-        help="train an agent (PlaNet, random) from presets and dotted overrides",
+        help="train an agent (Dreamer, PlaNet, random) from presets and dotted overrides",
         description=(
             "Train an agent. Presets (YAML files in rssm/presets) are applied in order, then any "
             "dotted override such as --run.steps 5000 or --world_model.rssm.deter 256. With no "
@@ -107,10 +108,31 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--env", default=None, help="(str) shortcut for --env.name")
     train.add_argument("--resume", action="store_true", help="continue the run in --logdir")
-    evaluate = sub.add_parser("eval", help="run evaluation episodes of a trained run")
-    evaluate.add_argument("--run", type=Path, required=True, help="(path) run directory")
-    evaluate.add_argument("--episodes", type=int, default=1, help="(int, default: 1) episodes")
-    evaluate.add_argument("--device", default=None, help="(str, default: the run's) torch device")
+    evaluate = sub.add_parser(
+        "eval",
+        help="run evaluation episodes of a trained run (optionally as a video)",
+        description=(
+            "Run episodes with the eval policy of a run's latest checkpoint and print their "
+            "returns. Reads config.yaml and checkpoint.pt from --run and writes nothing there."
+        ),
+    )
+    evaluate.add_argument(
+        "--run", type=Path, required=True, metavar="PATH", help="(path, required) run directory"
+    )
+    evaluate.add_argument(
+        "--episodes", type=int, default=1, metavar="INT", help="(int, default: 1) episodes to run"
+    )
+    evaluate.add_argument(
+        "--device", default=None, metavar="STR", help="(str, default: the run's) torch device"
+    )
+    evaluate.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="(path, default: none) write the episodes' frames to this .mp4 or .gif file",
+    )
+    _add_see_parsers(sub)
     world = sub.add_parser(
         "world-model",
         help="train a world model on random-policy experience and score its predictions",
@@ -129,6 +151,108 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_CONFIGS = ("planet", "cpu")
+
+
+def _add_see_parsers(sub: Any) -> None:
+    """``dream``, ``plot`` and ``report``: looking at what a run learned."""
+    dream = sub.add_parser(
+        "dream",
+        help="video of the model's imagination next to reality, from a run's checkpoint",
+        description=(
+            "Observe the first --context steps of a real episode (from the run's replay), then "
+            "imagine --steps more: under the recorded actions (--policy replay: rows truth / "
+            "imagination / error) or under the agent's own policy (--policy agent)."
+        ),
+    )
+    dream.add_argument("--run", type=Path, required=True, metavar="PATH", help="(path) run dir")
+    dream.add_argument("--steps", type=int, default=50, metavar="INT", help="(int, default: 50)")
+    dream.add_argument("--out", type=Path, default=Path("dream.mp4"), metavar="PATH",
+                       help="(path, default: dream.mp4) .mp4 or .gif")  # fmt: skip
+    dream.add_argument("--context", type=int, default=5, metavar="INT", help="(int, default: 5)")
+    dream.add_argument("--policy", choices=["replay", "agent"], default="replay",
+                       help="(replay | agent, default: replay)")  # fmt: skip
+    dream.add_argument("--episode", type=int, default=0, metavar="INT",
+                       help="(int, default: 0) replay episode; -1: the newest")  # fmt: skip
+    dream.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
+    dream.add_argument("--seed", type=int, default=None, metavar="INT", help="(int, default: none)")
+    plot = sub.add_parser(
+        "plot",
+        help="learning curves of runs: mean and spread over seeds, vs env steps and wall clock",
+        description=(
+            "Plot a metric of several runs against env steps and against wall clock. Runs whose "
+            "configs differ only in seed and logdir are one curve (mean and spread)."
+        ),
+    )
+    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
+    plot.add_argument("--out", type=Path, default=Path("curves.png"), metavar="PATH",
+                      help="(path, default: curves.png)")  # fmt: skip
+    plot.add_argument("--metric", default="eval/return", metavar="STR",
+                      help="(str, default: eval/return)")  # fmt: skip
+    plot.add_argument("--labels", nargs="+", default=None, metavar="STR",
+                      help="(list of str, default: from configs) per run")  # fmt: skip
+    plot.add_argument("--spread", choices=["minmax", "std"], default="minmax",
+                      help="(minmax | std, default: minmax)")  # fmt: skip
+    report = sub.add_parser(
+        "report",
+        help="world-model quality: open-loop error against imagination horizon per key",
+        description=(
+            "Score open-loop prediction on the run's replay episodes for every decoded key and "
+            "the reward, against the copy-last-observation baseline; writes report.json and "
+            "report.png."
+        ),
+    )
+    report.add_argument("--run", type=Path, required=True, metavar="PATH", help="(path) run dir")
+    report.add_argument("--out", type=Path, default=None, metavar="PATH",
+                        help="(path, default: RUN/report) output directory")  # fmt: skip
+    report.add_argument("--horizon", type=int, default=15, metavar="INT", help="(int, default: 15)")
+    report.add_argument("--context", type=int, default=5, metavar="INT", help="(int, default: 5)")
+    report.add_argument("--episodes", type=int, default=None, metavar="INT",
+                        help="(int, default: all) the newest N episodes")  # fmt: skip
+    report.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
+
+
+def _dream(args: argparse.Namespace) -> int:
+    from rssm.run.dream import dream
+
+    result = dream(
+        args.run, steps=args.steps, out=args.out, context=args.context, policy=args.policy,
+        episode=args.episode, device=args.device, seed=args.seed,
+    )  # fmt: skip
+    print(f"dream: {result['out']} ({result['frames']} frames, episode {result['episode']}, "
+          f"policy {result['policy']})")  # fmt: skip
+    for key, errors in result["mse"].items():
+        print(f"  {key}: imagination MSE {errors[0]:.5f} at step 1, {errors[-1]:.5f} at step "
+              f"{len(errors)}")  # fmt: skip
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from rssm.run.plot import plot_runs
+
+    result = plot_runs(
+        args.runs, args.out, metric=args.metric, labels=args.labels, spread=args.spread
+    )
+    for name, group in result["groups"].items():
+        print(f"{name}: {group['seeds']} seed(s), final mean {group['mean'][-1]:.1f}")
+    for run in result["skipped"]:
+        print(f"skipped {run}: it logged no {args.metric}")
+    print(f"plot: {result['out']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rssm.run.report import world_model_report
+
+    out = args.out if args.out is not None else args.run / "report"
+    result = world_model_report(
+        args.run, out, horizon=args.horizon, context=args.context, episodes=args.episodes,
+        device=args.device,
+    )  # fmt: skip
+    for key, score in result["keys"].items():
+        print(f"{key}: {score['metric']} at horizon {args.horizon}: model "
+              f"{score['model'][-1]:.5f}, copy-last {score['copy_last'][-1]:.5f}")  # fmt: skip
+    print(f"report: {result['json']} and {result['png']}")
+    return 0
 
 
 def _config_help() -> str:
@@ -166,15 +290,18 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rssm.run.train import evaluate
+    from rssm.run.evaluate import evaluate
 
-    if not args.run.is_dir():
-        raise FileNotFoundError(f"run directory {args.run} does not exist")
     if args.episodes < 1:
         raise ValueError(f"--episodes={args.episodes} must be >= 1")
-    returns = evaluate(args.run, args.episodes, device=args.device)
+    try:
+        returns = evaluate(args.run, args.episodes, device=args.device, video=args.video)
+    except OSError as error:  # e.g. the video's disk is full: one line, not a traceback
+        raise ValueError(str(error)) from None
     mean = sum(returns) / len(returns)
     print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f}")
+    if args.video is not None:
+        print(f"video: {args.video}")
     return 0
 
 
@@ -273,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "train": lambda a: _agent_train(a, extra),
         "eval": _eval,
+        "dream": _dream,
+        "plot": _plot,
+        "report": _report,
         "world-model": _world_model,
         "envs": _envs,
     }
@@ -280,9 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rssm.run.malloc import keep_freed_memory
 
         keep_freed_memory()
+    from rssm.run.train import NonFiniteError
+
     try:
         return commands[args.command](args)
-    except (ValueError, TypeError, ImportError, FileNotFoundError, PermissionError) as error:
+    except (
+        ValueError, TypeError, ImportError, FileNotFoundError, PermissionError, NonFiniteError
+    ) as error:  # fmt: skip
         print(f"rssm {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -150,7 +150,8 @@ def test_train_help_lists_every_config_key(capsys):
         "--run.train_ratio float | None null",
         "--planet.candidates int 1000",
         "--world_model.rssm.latent {gaussian,categorical}",
-        "presets: cpu, debug, planet",
+        "presets: atari, cpu, debug, dmc_proprio, dmc_vision, dreamer_v1, dreamer_v2, dreamer_v3",
+        "--dreamer.actor_critic.horizon int 15",
     ):
         assert key in flat, key
 

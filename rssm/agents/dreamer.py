@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.optimizer import Optimizer
+from rssm.agents.runtime import Precision, autocast, check_precision, compile_blocks
 from rssm.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
@@ -89,12 +91,15 @@ class DreamerAgent:
         seed: seeds the initial weights (without touching torch's global generator) and
             ``generator`` (exploration noise).
         device: where everything runs.
+        precision: ``bfloat16`` runs the losses under autocast (opt-in).
+        compile: compile the building blocks with ``torch.compile`` (opt-in).
 
     Attributes:
         model: the :class:`WorldModel`.
         behavior: the :class:`~rssm.behavior.ActorCritic` (``behavior.actor`` acts and is trained:
             one module, no copies).
-        model_opt, actor_opt, critic_opt: the optimisers.
+        model_opt, actor_opt, critic_opt: the :class:`~rssm.agents.optimizer.Optimizer` s (Adam,
+            clip, non-finite skip).
     """
 
     def __init__(
@@ -107,7 +112,10 @@ class DreamerAgent:
         discrete: bool = False,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        precision: Precision = "float32",
+        compile: bool = False,
     ) -> None:
+        check_precision(precision)
         if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
             raise ValueError(f"DreamerAgent: action_dim must be a positive int, got {action_dim!r}")
         self.config = config
@@ -120,15 +128,22 @@ class DreamerAgent:
             self.behavior = ActorCritic(
                 feat_dim, action_dim, config.actor_critic, discrete=discrete
             ).to(device)
-        self.model_opt = torch.optim.Adam(
-            self.model.parameters(), lr=config.model_lr, eps=config.model_eps
-        )
-        self.actor_opt = torch.optim.Adam(
-            self.behavior.actor.parameters(), lr=config.actor_lr, eps=config.actor_eps
-        )
-        self.critic_opt = torch.optim.Adam(
-            self.behavior.critic.parameters(), lr=config.critic_lr, eps=config.critic_eps
-        )
+        self.model_opt = Optimizer(
+            self.model.parameters(), name="model", lr=config.model_lr, eps=config.model_eps,
+            clip=config.model_clip,
+        )  # fmt: skip
+        self.actor_opt = Optimizer(
+            self.behavior.actor.parameters(), name="actor", lr=config.actor_lr,
+            eps=config.actor_eps, clip=config.actor_clip,
+        )  # fmt: skip
+        self.critic_opt = Optimizer(
+            self.behavior.critic.parameters(), name="critic", lr=config.critic_lr,
+            eps=config.critic_eps, clip=config.critic_clip,
+        )  # fmt: skip
+        self.device, self.precision = torch.device(device), precision
+        if compile:
+            compile_blocks(self.model)
+            compile_blocks(self.behavior)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
@@ -205,41 +220,28 @@ class DreamerAgent:
                 ``is_first``, ``is_terminal``.
 
         Returns:
-            The world model's metrics, ``model_loss``/``model_grad_norm``, and the
-            actor-critic's (``actor_loss``, ``critic_loss``, ``actor_entropy``, ``return_mean``,
-            ``return_scale``, ``value_mean``, ``imag_reward``, ... and grad norms) as floats.
+            The world model's metrics, ``model_loss``, the actor-critic's (``actor_loss``,
+            ``critic_loss``, ``actor_entropy``, ``return_mean``, ``return_scale``,
+            ``value_mean``, ``imag_reward``, ...), and per optimiser ``<name>_grad_norm`` and
+            ``<name>_nonfinite`` (1 when its update was skipped) as floats.
         """
-        config = self.config
         data = self.model.preprocess(batch)
-        output = self.model.loss(data)
-        self.model_opt.zero_grad(set_to_none=True)
-        output.loss.backward()
-        model_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.model_clip)
-        self.model_opt.step()
+        with autocast(self.device, self.precision):
+            output = self.model.loss(data)
+        metrics = {"model_loss": output.loss.detach()}
+        metrics.update(self.model_opt.step(output.loss))
+        metrics.update(output.metrics)
 
         start = output.posterior.detach().reshape(-1)  # [N = B*T]
         start_cont = 1.0 - data["is_terminal"].reshape(-1).to(start.deter.dtype)
-        behavior = self.behavior
-        losses = behavior.loss(self.model, start, start_cont)
-        actor_params = list(behavior.actor.parameters())
-        critic_params = list(behavior.critic.parameters())
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        # `inputs=` accumulates gradients only into the actor's weights: the dynamics path is
-        # differentiated through (V1) but the world model's weights receive nothing.
-        losses.actor.backward(inputs=actor_params)
-        losses.critic.backward(inputs=critic_params)
-        actor_norm = torch.nn.utils.clip_grad_norm_(actor_params, config.actor_clip)
-        critic_norm = torch.nn.utils.clip_grad_norm_(critic_params, config.critic_clip)
-        self.actor_opt.step()
-        self.critic_opt.step()
-        behavior.update_slow_critic()
-
-        metrics = {"model_loss": output.loss.detach(), "model_grad_norm": model_norm}
-        metrics.update(output.metrics)
+        with autocast(self.device, self.precision):
+            losses = self.behavior.loss(self.model, start, start_cont)
+        # only_own: the actor's loss differentiates through the dynamics (dynamics backprop) but
+        # accumulates gradients only into the actor's weights; the world model receives nothing.
+        metrics.update(self.actor_opt.step(losses.actor, only_own=True))
+        metrics.update(self.critic_opt.step(losses.critic, only_own=True))
+        self.behavior.update_slow_critic()
         metrics.update(losses.metrics)
-        metrics["actor_grad_norm"] = actor_norm
-        metrics["critic_grad_norm"] = critic_norm
         values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
         return dict(zip(metrics, values, strict=True))
 

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.optimizer import Optimizer
+from rssm.agents.runtime import Precision, autocast, check_precision, compile_blocks
 from rssm.behavior.planner import cem, shift_plan
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
@@ -108,10 +110,13 @@ class PlanetAgent:
         seed: seeds the model's initial weights (without touching torch's global generator) and
             ``generator``.
         device: where the model and the planner run.
+        precision: ``bfloat16`` runs the world-model loss under autocast (opt-in).
+        compile: compile the model's building blocks with ``torch.compile`` (opt-in).
 
     Attributes:
         model: the world model (trained by :meth:`train_step`, used by :meth:`policy`).
-        optimizer: Adam over ``model.parameters()``.
+        optimizer: :class:`~rssm.agents.optimizer.Optimizer` (Adam, clip, non-finite skip) over
+            ``model.parameters()``.
         generator: random generator of the planner and the exploration noise, on ``device``.
 
     Raises:
@@ -128,7 +133,10 @@ class PlanetAgent:
         discrete: bool = False,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        precision: Precision = "float32",
+        compile: bool = False,
     ) -> None:
+        check_precision(precision)
         if discrete:
             raise ValueError(
                 "PlanetAgent: discrete=True, but PlaNet's CEM planner needs continuous actions in "
@@ -142,7 +150,12 @@ class PlanetAgent:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = WorldModel(obs_space, action_dim, world_model).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=config.eps)
+        self.optimizer = Optimizer(
+            self.model.parameters(), name="model", lr=config.lr, eps=config.eps, clip=config.clip
+        )
+        self.device, self.precision = torch.device(device), precision
+        if compile:
+            compile_blocks(self.model)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
@@ -236,7 +249,8 @@ class PlanetAgent:
 
     # ----------------------------------------------------------------------------- learning
     def train_step(self, batch: Mapping[str, np.ndarray | Tensor]) -> dict[str, float]:
-        """One world-model update: loss, backward, gradient-norm clip, Adam step.
+        """One world-model update: loss, backward, gradient-norm clip, Adam step (skipped when
+        the loss or the gradient norm is not finite).
 
         Args:
             batch: replay batch [B, T, ...] (numpy or tensors): observation keys, ``action``
@@ -244,15 +258,14 @@ class PlanetAgent:
                 continue head).
 
         Returns:
-            ``model_loss``, ``model_grad_norm`` (before clipping) and the world model's metrics
+            ``model_loss``, ``model_grad_norm`` (before clipping), ``model_nonfinite`` (1 when the
+            update was skipped for a non-finite loss or gradient) and the world model's metrics
             (``<term>_loss``, ``kl``, ``prior_ent``, ``post_ent``, ``reward_mae``) as floats.
         """
-        output = self.model.loss(self.model.preprocess(batch))
-        self.optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
-        self.optimizer.step()
-        metrics = {"model_loss": output.loss.detach(), "model_grad_norm": grad_norm}
+        with autocast(self.device, self.precision):
+            output = self.model.loss(self.model.preprocess(batch))
+        metrics = {"model_loss": output.loss.detach()}
+        metrics.update(self.optimizer.step(output.loss))
         metrics.update(output.metrics)
         values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
         return dict(zip(metrics, values, strict=True))

@@ -30,6 +30,7 @@ class RandomAgent:
         discrete: emit one-hot actions instead of continuous ones.
         seed: seeds ``generator``.
         device: device of the returned actions.
+        precision, compile: accepted for a uniform constructor; nothing to speed up.
     """
 
     def __init__(
@@ -42,6 +43,8 @@ class RandomAgent:
         discrete: bool = False,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
             raise ValueError(f"RandomAgent: action_dim must be a positive int, got {action_dim!r}")

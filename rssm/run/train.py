@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +47,12 @@ from rssm.run.when import Every, Ratio, updates_per_step
 __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
+    "EVAL_SEED",
+    "NonFiniteError",
     "Config",
     "EnvConfig",
     "ReplayConfig",
     "RunConfig",
-    "evaluate",
     "make_agent",
     "make_envs",
     "train",
@@ -60,7 +62,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
 RESUMABLE_KEYS = ("run.steps", "run.device")
-_EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
+EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
 @dataclass
@@ -118,6 +120,13 @@ class RunConfig:
         video_every: log an open-loop prediction video from a replay batch (0: never).
         video_context: observed rows before the open-loop prediction (at most ``length - 1``).
         device: torch device of the agent.
+        precision: ``bfloat16`` runs the agent's losses under autocast (opt-in; a GPU setting,
+            slower on CPUs without bf16 instructions).
+        compile: compile the agent's building blocks with ``torch.compile`` (opt-in; the first
+            updates take minutes).
+        max_nonfinite: stop the run after this many updates in a row were skipped for a
+            non-finite loss or gradient (each skip is counted in ``train/nonfinite`` and warned
+            about); the last checkpoint is kept as it was.
         tensorboard: also write TensorBoard events (when installed).
     """
 
@@ -133,10 +142,13 @@ class RunConfig:
     video_every: int = 10_000
     video_context: int = 5
     device: str = "cpu"
+    precision: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False
+    max_nonfinite: int = 20
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive(self, "video_context")
+        _check_positive(self, "video_context", "max_nonfinite")
         for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
             _check_non_negative(self, name)
         for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):
@@ -233,6 +245,8 @@ def make_agent(config: Config, spec: EnvSpec) -> Any:
         discrete=spec.discrete,
         seed=config.seed,
         device=config.run.device,
+        precision=config.run.precision,
+        compile=config.run.compile,
     )
 
 
@@ -244,6 +258,8 @@ class _Counters:
     updates: int = 0
     episodes: int = 0
     action_repeat: int = 1
+    nonfinite: int = 0  # updates with a skipped (non-finite) optimiser step
+    nonfinite_streak: int = 0  # ... of them in a row
 
     @property
     def env_steps(self) -> int:
@@ -333,7 +349,7 @@ def _build(config: Config, run_dir: Path, resume: bool) -> _Parts:
     agent = make_agent(config, spec)  # fails before the run directory is touched
     state = _start(config, run_dir, resume)
     torch.manual_seed(config.seed)
-    eval_seed = config.seed + _EVAL_SEED
+    eval_seed = config.seed + EVAL_SEED
     parts = _Parts(
         config=config,
         spec=spec,
@@ -369,8 +385,40 @@ def _train(parts: _Parts) -> None:
     if due == 0 or len(parts.replay) < length * config.env.num_envs:
         return
     for _ in range(due):
-        parts.stats.add("train/", parts.agent.train_step(parts.replay.sample(batch_size, length)))
-    counters.updates += due
+        metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))
+        parts.stats.add("train/", metrics)
+        counters.updates += 1
+        _check_finite(metrics, counters, config.run.max_nonfinite)
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row had a non-finite loss or gradient."""
+
+
+def _check_finite(metrics: dict[str, float], counters: _Counters, limit: int) -> None:
+    """Counts skipped updates (``*_nonfinite`` metrics of the agent), warns at the start of a
+    streak and raises :class:`NonFiniteError` when the streak reaches ``limit``."""
+    skipped = sorted(k.removesuffix("_nonfinite") for k, v in metrics.items()
+                     if k.endswith("_nonfinite") and v > 0)  # fmt: skip
+    if not skipped:
+        counters.nonfinite_streak = 0
+        return
+    counters.nonfinite += 1
+    counters.nonfinite_streak += 1
+    if counters.nonfinite_streak == 1:
+        warnings.warn(
+            f"update {counters.updates} (env step {counters.env_steps}): non-finite loss or "
+            f"gradient in {', '.join(skipped)}; the update was skipped",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if counters.nonfinite_streak >= limit:
+        raise NonFiniteError(
+            f"stopped at env step {counters.env_steps}: {counters.nonfinite_streak} updates in a "
+            f"row had a non-finite loss or gradient ({', '.join(skipped)}); the last checkpoint "
+            "is kept as it was. Lower the learning rates, check the observations and rewards for "
+            "inf/NaN, or raise run.max_nonfinite"
+        )
 
 
 def _evaluate(agent: Any, driver: Driver, finished: list[dict[str, Any]], episodes: int):
@@ -448,6 +496,7 @@ class _Reporter:
         self.logger.scalars(
             {
                 "train/updates": counters.updates,
+                "train/nonfinite": counters.nonfinite,
                 "train/grad_steps_per_env_step": counters.updates / max(step, 1),
                 "train/replay_ratio": replayed / max(counters.agent_steps, 1),
                 "episode/count": counters.episodes,
@@ -572,35 +621,3 @@ def train(config: Config, *, resume: bool = False) -> Path:
         parts.eval_driver.close()
     _checkpoint(run_dir / CHECKPOINT_FILE, parts)
     return run_dir
-
-
-def evaluate(
-    run_dir: str | Path, episodes: int = 1, *, device: str | None = None, seed: int | None = None
-) -> list[float]:
-    """Returns of ``episodes`` episodes of a trained run's agent with its ``eval`` policy.
-
-    Args:
-        run_dir: a directory written by :func:`train` (``config.yaml``, ``checkpoint.pt``).
-        episodes: how many episodes to run.
-        device: torch device; None uses the run's ``run.device``.
-        seed: seed of the evaluation env; None uses the run's evaluation seed.
-
-    Raises:
-        FileNotFoundError: no config or checkpoint in ``run_dir``.
-    """
-    run_dir = Path(run_dir)
-    config = config_lib.load(Config, run_dir / CONFIG_FILE)
-    if device is not None:
-        config = config_lib.merge(config, {"run": {"device": device}})
-    state = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    seed = config.seed + _EVAL_SEED if seed is None else seed
-    envs = make_envs(config, 1, seed)
-    agent = make_agent(config, env_spec(envs[0]))
-    agent.load_state_dict(state["agent"])
-    driver = Driver(envs, seed=seed)
-    finished: list[dict[str, Any]] = []
-    driver.on_episode(lambda stats, worker: finished.append(stats))
-    try:
-        return [float(e["return"]) for e in _evaluate(agent, driver, finished, episodes)]
-    finally:
-        driver.close()

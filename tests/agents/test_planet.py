@@ -266,7 +266,7 @@ def test_state_dict_round_trip(spec, batch):
 
 
 def test_random_agent_surface(spec):
-    assert AGENTS == {"planet": PlanetAgent, "random": RandomAgent}
+    assert AGENTS["planet"] is PlanetAgent and AGENTS["random"] is RandomAgent
     agent = RandomAgent(spec.obs_space, 3, seed=0)
     carry, action = agent.policy(agent.initial_carry(4), env_obs(4), "explore")
     assert carry is None and action.shape == (4, 3) and action.abs().max() <= 1.0

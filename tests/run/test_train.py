@@ -10,8 +10,9 @@ import torch
 
 from rssm.config import load_presets, merge
 from rssm.run.checkpoint import load_checkpoint
+from rssm.run.evaluate import evaluate
 from rssm.run.logger import read_metrics
-from rssm.run.train import Config, evaluate, train
+from rssm.run.train import Config, train
 
 
 def debug_config(tmp_path, **changes) -> Config:

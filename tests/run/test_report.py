@@ -1,0 +1,126 @@
+"""World-model report: open-loop error per horizon and key, the copy-last baseline, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from rssm.config import apply_overrides, load_presets
+from rssm.data.episodes import list_episodes, read_episode, read_layout
+from rssm.run.report import window_starts, world_model_report
+from rssm.run.train import Config, train
+
+pytest.importorskip("matplotlib")
+
+EPISODE_LENGTH = 31  # time_limit 30: the reset row and 30 steps
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A PlaNet debug run with image and state observations: 2 seed episodes, 2 updates."""
+    root = tmp_path_factory.mktemp("report")
+    config = apply_overrides(
+        load_presets(Config, ["planet", "debug"]),
+        {
+            "logdir": str(root / "run"),
+            "env.options": {"obs": "both"},
+            "env.time_limit": 30,
+            "run.steps": 64,
+            "run.seed_episodes": 2,
+            "run.train_every": 62,
+            "run.train_steps": 2,
+            "run.eval_every": 0,
+            "run.video_every": 0,
+            "run.log_every": 0,
+            "run.tensorboard": False,
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(config)
+
+
+def saved(run_dir):
+    files, _ = list_episodes(run_dir / "replay")
+    return [read_episode(f.path, read_layout(f.path)[0]) for f in files]
+
+
+def test_window_starts_stay_inside_episodes():
+    np.testing.assert_array_equal(window_starts([5, 3, 10], 4, 1), [0, 1, 8, 9, 10, 11, 12, 13, 14])
+    np.testing.assert_array_equal(window_starts([5, 3, 10], 4, 2), [0, 8, 10, 12, 14])
+    assert window_starts([3, 2], 4, 1).shape == (0,)
+
+
+def test_report_scores_every_key_against_copy_last(run_dir, tmp_path):
+    horizon, context = 6, 3
+    report = world_model_report(run_dir, tmp_path / "out", horizon=horizon, context=context)
+    assert report["source"] == "replay" and report["episodes"] == 2
+    assert report["windows"] == 2 * (EPISODE_LENGTH - horizon - context + 1)
+    assert report["horizons"] == list(range(1, horizon + 1))
+    assert set(report["keys"]) == {"image", "state", "reward"}
+    kinds = {key: entry["kind"] for key, entry in report["keys"].items()}
+    assert kinds == {"image": "image", "state": "vector", "reward": "reward"}
+    for entry in report["keys"].values():
+        for name in ("model", "copy_last"):
+            values = np.array(entry[name])
+            assert values.shape == (horizon,) and np.all(np.isfinite(values)) and values.min() >= 0
+    assert max(report["keys"]["image"]["model"]) <= 1.0  # [0, 1] units per pixel
+    # The copy-last baseline at horizon h: the frame h steps later against the last seen one.
+    images = [e["image"].astype(np.float64) / 255 for e in saved(run_dir)]
+    for h in (1, horizon):
+        errors = [
+            ((img[s + context - 1 + h] - img[s + context - 1]) ** 2).mean()
+            for img in images
+            for s in range(EPISODE_LENGTH - horizon - context + 1)
+        ]
+        np.testing.assert_allclose(report["keys"]["image"]["copy_last"][h - 1], np.mean(errors))
+    # Files: the JSON equals the returned data, the PNG is an image.
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    data = {key: value for key, value in report.items() if key not in ("json", "png")}
+    assert written == json.loads(json.dumps(data))
+    import matplotlib.image
+
+    image = matplotlib.image.imread(report["png"])
+    assert image.ndim == 3 and image.shape[1] > image.shape[0] and image.std() > 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.png"]
+
+
+def test_fewer_episodes_stride_and_repeatability(run_dir, tmp_path):
+    first = world_model_report(run_dir, tmp_path / "a", horizon=4, context=2, episodes=1)
+    assert first["episodes"] == 1 and first["windows"] == EPISODE_LENGTH - 6 + 1
+    again = world_model_report(run_dir, tmp_path / "b", horizon=4, context=2, episodes=1)
+    assert again["keys"] == first["keys"]  # seeded: the same numbers twice
+    strided = world_model_report(run_dir, tmp_path / "c", horizon=4, context=2, stride=5)
+    assert strided["windows"] == 2 * 6  # starts 0, 5, .., 25 in each episode
+
+
+def test_without_saved_episodes_they_are_collected(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("replay"))
+    report = world_model_report(copy, tmp_path / "out", horizon=3, context=2)
+    assert report["source"] == "collected" and report["episodes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"horizon": 0}, "horizon must be an int >= 1"),
+        ({"context": 0}, "context must be an int >= 1"),
+        ({"episodes": 0}, "episodes must be an int >= 1 or None"),
+        ({"stride": 0}, "stride must be"),
+        ({"horizon": 30}, "the longest has 31.*horizon <= 26"),
+    ],
+)
+def test_bad_arguments_are_named(run_dir, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        world_model_report(run_dir, tmp_path / "out", **{"context": 5, **kwargs})
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_run_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        world_model_report(tmp_path / "nothing", tmp_path / "out")
