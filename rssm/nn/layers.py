@@ -324,7 +324,8 @@ def _gru_gates(parts: Tensor, h: Tensor, update_bias: float) -> Tensor:
     reset = torch.sigmoid(reset)
     cand = torch.tanh(reset * cand)
     update = torch.sigmoid(update + update_bias)
-    return torch.lerp(h, cand, update)  # update * cand + (1 - update) * h
+    # Under bf16 autocast the gates are bf16 while the carried state stays in its own dtype.
+    return torch.lerp(h, cand.to(h.dtype), update.to(h.dtype))  # update*cand + (1-update)*h
 
 
 def _uniform_(params: list[Tensor | None], fan_in: int) -> None:
