@@ -284,22 +284,37 @@ class ActorCritic(nn.Module):
         """
         config = self.config
         imag = self.imagine(model.rssm, start)
-        with torch.set_grad_enabled(self.actor_grad != "reinforce" and torch.is_grad_enabled()):
-            reward = model.reward(imag.feat).mode()  # [N, H+1]
-            if getattr(model, "cont", None) is not None:
-                cont = model.cont(imag.feat).mean
-            else:
-                cont = torch.ones_like(reward)
+        # The heads run on s_1..s_H only: the returns never use reward_0, and cont_0 is the
+        # start's own continuation. With REINFORCE nothing here needs a graph except the
+        # critic, whose one forward then serves both the bootstrap values and its loss.
+        reinforce = self.actor_grad == "reinforce"
+        shared_critic = reinforce and not config.slow_target and torch.is_grad_enabled()
+        critic_dist = self.critic(imag.feat.detach()) if shared_critic else None
+        # (distributions cache derived tensors: take the mode here, where grad is enabled)
+        shared_value = critic_dist.mode().detach() if critic_dist is not None else None
+        with torch.set_grad_enabled(not reinforce and torch.is_grad_enabled()):
+            later = imag.feat[:, 1:]
+            reward = F.pad(model.reward(later).mode(), (1, 0))  # [N, H+1], column 0 unused
+            first = imag.feat.new_ones(imag.feat.shape[0], 1)
             if start_cont is not None:
-                cont = torch.cat([start_cont.to(cont.dtype)[:, None], cont[:, 1:]], 1)
-            target_critic = self.slow_critic if config.slow_target else self.critic
-            value = target_critic(imag.feat).mode()  # [N, H+1]
+                first = start_cont.to(first.dtype)[:, None]
+            if getattr(model, "cont", None) is not None:
+                cont = torch.cat([first, model.cont(later).mean], 1)
+            else:
+                cont = torch.cat([first, torch.ones_like(reward[:, 1:])], 1)
+            if shared_value is not None:
+                value = shared_value
+            else:
+                target_critic = self.slow_critic if config.slow_target else self.critic
+                value = target_critic(imag.feat).mode()  # [N, H+1]
             returns = lambda_return(
                 reward, cont, value, discount=config.discount, lam=config.lam
             )  # [N, H]
         weights = discount_weights(cont, config.discount)  # detached [N, H]
         actor_loss, actor_metrics = self._actor_loss(imag, returns, value[:, :-1], weights)
-        critic_loss, critic_metrics = self._critic_loss(imag.feat[:, :-1], returns, weights)
+        critic_loss, critic_metrics = self._critic_loss(
+            imag.feat[:, :-1], returns, weights, critic_dist
+        )
         metrics = {**actor_metrics, **critic_metrics}
         metrics["imag_reward"] = reward[:, 1:].detach().mean()
         metrics["imag_cont"] = cont[:, 1:].detach().mean()
@@ -336,19 +351,28 @@ class ActorCritic(nn.Module):
         return loss, metrics
 
     def _critic_loss(
-        self, feat: Tensor, returns: Tensor, weights: Tensor
+        self, feat: Tensor, returns: Tensor, weights: Tensor, dist: Distribution | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Critic regression on the detached λ-returns of ``s_0..s_{H-1}``, plus V3's pull toward
-        the slow critic's prediction."""
+        """Critic regression on the detached λ-returns of ``s_0..s_{H-1}`` (``feat`` [N, H, F]),
+        plus V3's pull toward the slow critic's prediction. ``dist``: the critic's output on all
+        H+1 states when the caller already has it (targets are padded, the last column dropped).
+        """
         feat = feat.detach()
-        dist = self.critic(feat)
-        loss = dist.loss(returns.detach())
+        H = returns.shape[1]
+        if dist is None:
+            dist = self.critic(feat)
+            padded = returns.detach()
+        else:
+            padded = F.pad(returns.detach(), (0, 1))
+        loss = dist.loss(padded)[:, :H]
         if self.config.slow_regularizer > 0:
             with torch.no_grad():
-                slow = self.slow_critic(feat).mode()
-            loss = loss + self.config.slow_regularizer * dist.loss(slow)
+                slow = self.slow_critic(feat).mode()  # [N, H]
+            slow = slow if slow.shape == dist.batch_shape else F.pad(slow, (0, 1))
+            loss = loss + self.config.slow_regularizer * dist.loss(slow)[:, :H]
         loss = (weights * loss).mean()
-        return loss, {"critic_loss": loss.detach(), "value_mean": dist.mode().detach().mean()}
+        value = dist.mode().detach()[:, :H]
+        return loss, {"critic_loss": loss.detach(), "value_mean": value.mean()}
 
     def update_slow_critic(self) -> None:
         """Count an update; refresh the slow critic every ``slow_critic_every`` updates."""
