@@ -1,5 +1,5 @@
 # Two entry points that do all their own set-up on a fresh machine:
-#   make demo   create .venv, install rssm, run `rssm world-model` on its default
+#   make demo   create .venv, install rssm, run `rssm train` on its default (PlaNet, ~10 min)
 #   make test   create .venv, install rssm with the dev extras, run the test suite
 # Bring your own environment instead with:  make test VENV_BIN=  (uses python3 on PATH).
 PYTHON ?= python3
@@ -19,13 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(if $(VENV_BIN),$(VENV)/.installed)
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm world-model
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm train
 
 test: $(if $(VENV_BIN),$(VENV)/.installed)
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(if $(VENV_BIN),$(VENV)/.installed)
 	$(VENV_BIN)python benchmarks/world_model.py --json bench_world_model.json
+	$(VENV_BIN)python benchmarks/train_step.py --json bench_train_step.json
+	$(VENV_BIN)python benchmarks/planning.py --json bench_planning.json
 
 lint: $(if $(VENV_BIN),$(VENV)/.installed)
 	$(VENV_BIN)ruff check rssm tests benchmarks

@@ -294,10 +294,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes={args.episodes} must be >= 1")
-    try:
-        returns = evaluate(args.run, args.episodes, device=args.device, video=args.video)
-    except OSError as error:  # e.g. the video's disk is full: one line, not a traceback
-        raise ValueError(str(error)) from None
+    # An OSError (e.g. the video's disk is full) becomes one line in main().
+    returns = evaluate(args.run, args.episodes, device=args.device, video=args.video)
     mean = sum(returns) / len(returns)
     print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f}")
     if args.video is not None:
@@ -314,6 +312,7 @@ def _world_model(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from rssm.envs import make_env
     from rssm.run.checkpoint import save_checkpoint
     from rssm.run.video import open_loop_frames, write_video
     from rssm.run.world_model import (
@@ -328,6 +327,7 @@ def _world_model(args: argparse.Namespace) -> int:
     values["env_options"] = {**WorldModelRun().env_options, **dict(values["env_options"])}
     run = WorldModelRun(**values)
     config = build_config(run)  # fails early on an unknown preset or size
+    make_env(run.env, **run.env_options).close()  # ... and env: before any file or progress bar
     name = run.env.replace(":", "-")
     logdir = args.logdir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     logdir.mkdir(parents=True, exist_ok=True)
@@ -391,6 +391,22 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error_text(error: BaseException) -> str:
+    """One line for the user. The library's own messages are kept; a bare OS error ("[Errno 20]
+    Not a directory: 'x'") is reworded to name the path, the problem and the fix."""
+    if not isinstance(error, OSError) or error.strerror is None or error.filename is None:
+        return " ".join(str(error).split()) or type(error).__name__
+    path = str(error.filename)
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        return (
+            f"cannot create {path!r}: a file is in the way where a directory is needed "
+            f"({error.strerror}); choose another path"
+        )
+    if isinstance(error, PermissionError):
+        return f"cannot write {path!r}: permission denied; choose a writable path"
+    return f"{path!r}: {error.strerror}; check the path"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rssm`` console script; returns the exit code."""
     parser = _build_parser()
@@ -414,10 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return commands[args.command](args)
-    except (
-        ValueError, TypeError, ImportError, FileNotFoundError, PermissionError, NonFiniteError
-    ) as error:  # fmt: skip
-        print(f"rssm {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, OSError, NonFiniteError) as error:
+        print(f"rssm {args.command}: error: {_error_text(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rssm {args.command}: interrupted", file=sys.stderr)

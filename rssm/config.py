@@ -495,8 +495,15 @@ def load_presets(
         file = directory / f"{name}.yaml"
         try:
             config = merge(config, _read_yaml(file))
-        except (ValueError, yaml.YAMLError) as error:
+        except ValueError as error:
             raise ValueError(f"preset {name!r} ({file}): {error}") from None
+        except yaml.YAMLError as error:  # its text spans lines: keep the problem and the place
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ValueError(
+                f"preset {name!r} ({file}) is not valid YAML{where}: {problem}; fix the file"
+            ) from None
     return config
 
 

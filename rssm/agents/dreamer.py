@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 
 from rssm.agents.optimizer import Optimizer
-from rssm.agents.runtime import Precision, autocast, check_precision, compile_blocks
+from rssm.agents.runtime import (
+    Precision,
+    autocast,
+    check_device,
+    check_precision,
+    compile_blocks,
+)
 from rssm.behavior.actor_critic import ActorCritic, ActorCriticConfig
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
@@ -116,6 +122,7 @@ class DreamerAgent:
         compile: bool = False,
     ) -> None:
         check_precision(precision)
+        check_device(device, "DreamerAgent")
         if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
             raise ValueError(f"DreamerAgent: action_dim must be a positive int, got {action_dim!r}")
         self.config = config

@@ -29,7 +29,13 @@ import torch
 from torch import Tensor
 
 from rssm.agents.optimizer import Optimizer
-from rssm.agents.runtime import Precision, autocast, check_precision, compile_blocks
+from rssm.agents.runtime import (
+    Precision,
+    autocast,
+    check_device,
+    check_precision,
+    compile_blocks,
+)
 from rssm.behavior.planner import cem, shift_plan
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
@@ -137,6 +143,7 @@ class PlanetAgent:
         compile: bool = False,
     ) -> None:
         check_precision(precision)
+        check_device(device, "PlanetAgent")
         if discrete:
             raise ValueError(
                 "PlanetAgent: discrete=True, but PlaNet's CEM planner needs continuous actions in "
@@ -198,6 +205,12 @@ class PlanetAgent:
                     f"PlanetAgent.policy: carry.prev_action has shape "
                     f"{tuple(carry.prev_action.shape)} but obs has N={num} envs and A="
                     f"{self.action_dim}; pass initial_carry({num}) or None"
+                )
+            plan_shape = (num, self.config.horizon, self.action_dim)
+            if carry.plan.shape != plan_shape:
+                raise ValueError(
+                    f"PlanetAgent.policy: carry.plan has shape {tuple(carry.plan.shape)}, expected "
+                    f"[N, horizon, A] = {list(plan_shape)}; pass initial_carry({num}) or None"
                 )
             state = self.model.obs_step(carry.state, carry.prev_action, inputs)
             plan = cem(

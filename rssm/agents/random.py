@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.runtime import check_device
+
 __all__ = ["RandomAgent"]
 
 
@@ -50,7 +52,7 @@ class RandomAgent:
             raise ValueError(f"RandomAgent: action_dim must be a positive int, got {action_dim!r}")
         self.action_dim = action_dim
         self.discrete = discrete
-        self.device = torch.device(device)
+        self.device = check_device(device, "RandomAgent")
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from rssm.nn.layers import MLP, BlockGRU, ConvDecoder, ConvEncoder, GRUCell, LayerNormGRU
 
-__all__ = ["Precision", "autocast", "compile_blocks", "check_precision"]
+__all__ = ["Precision", "autocast", "check_device", "check_precision", "compile_blocks"]
 
 Precision = Literal["float32", "bfloat16"]
 _BLOCKS = (MLP, ConvEncoder, ConvDecoder, GRUCell, LayerNormGRU, BlockGRU)
@@ -24,6 +24,28 @@ _BLOCKS = (MLP, ConvEncoder, ConvDecoder, GRUCell, LayerNormGRU, BlockGRU)
 def check_precision(precision: str) -> None:
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"precision={precision!r} is not supported; use 'float32' or 'bfloat16'")
+
+
+def check_device(device: str | torch.device, owner: str) -> torch.device:
+    """``device`` as a torch.device, or a ValueError naming it and the fix when it is not a device
+    name or names an accelerator this machine does not have (instead of torch's deep errors)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{owner}: device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:0' "
+            "(option run.device, or --device)"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch)"
+            raise ValueError(
+                f"{owner}: device={device!r}, but this machine has {have}; use device 'cpu'"
+                + (f" or 'cuda:0' .. 'cuda:{count - 1}'" if count else "")
+                + " (option run.device, or --device)"
+            )
+    return parsed
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

@@ -233,7 +233,8 @@ class ObsDict(gymnasium.Wrapper):
 
     ``reward`` is float32 and 0 on reset; ``is_first`` is True only on reset; ``is_last`` is
     ``terminated or truncated``; ``is_terminal`` is ``terminated`` (False at a time-limit end).
-    The flags and reward are 0-d numpy arrays. The gymnasium 5-tuple is returned as usual.
+    The flags and reward are 0-d numpy arrays. The gymnasium 5-tuple is returned as usual. A Box
+    action of another shape than the action space's is a ValueError.
     """
 
     def __init__(self, env: gymnasium.Env):
@@ -260,6 +261,14 @@ class ObsDict(gymnasium.Wrapper):
         return self._obs(obs, 0.0, True, False, False), info
 
     def step(self, action):
+        space = self.action_space
+        if type(space) is spaces.Box and np.shape(action) != space.shape:
+            # Checked here: the wrappers below would broadcast it or fail deep inside numpy.
+            raise ValueError(
+                f"action of shape {np.shape(action)} does not fit the action space {space}: "
+                f"step one env with {space.shape[0] if space.shape else 1} numbers (a policy "
+                "returns [N, A], one row per env)"
+            )
         obs, reward, terminated, truncated, info = self.env.step(action)
         last = bool(terminated or truncated)
         return self._obs(obs, reward, False, last, terminated), reward, terminated, truncated, info

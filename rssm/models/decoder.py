@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from torch import Tensor, nn
 
-from rssm.models.encoder import image_size, select_keys
+from rssm.models.encoder import check_positive, image_size, select_keys
 from rssm.nn.dists import MSE, Distribution, Normal, SymlogMSE
 from rssm.nn.layers import MLP, Activation, ConvDecoder
 
@@ -81,6 +81,7 @@ class MultiDecoder(nn.Module):
         self.cnn: ConvDecoder | None = None
         self.mlp: nn.Sequential | None = None
         if self.cnn_keys:
+            check_positive("MultiDecoder", cnn_depth=cnn_depth, cnn_kernel=cnn_kernel)
             size = image_size(self.cnn_shapes, cnn_min_res, "MultiDecoder")
             channels = sum(shape[-1] for shape in self.cnn_shapes.values())
             self.cnn = ConvDecoder(

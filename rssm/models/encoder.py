@@ -84,6 +84,14 @@ def select_keys(
     """
     if not isinstance(obs_space, gym.spaces.Dict):
         raise TypeError(f"{owner}: obs_space must be a gymnasium.spaces.Dict, got {obs_space!r}")
+    for name, pattern in (("cnn_keys", cnn_keys), ("mlp_keys", mlp_keys)):
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as err:
+            raise ValueError(
+                f"{owner}: {name}={pattern!r} is not a valid regular expression ({err}); use e.g. "
+                "'image', 'image|depth', '.*' or '' (none)"
+            ) from None
     cnn: dict[str, tuple[int, ...]] = {}
     mlp: dict[str, tuple[int, ...]] = {}
     for key, space in obs_space.spaces.items():
@@ -141,6 +149,13 @@ def image_size(cnn: dict[str, tuple[int, ...]], min_res: int, owner: str) -> int
     except ValueError as err:
         raise ValueError(f"{owner}: image {key!r} of shape {cnn[key]}: {err}") from None
     return height
+
+
+def check_positive(owner: str, **values: int) -> None:
+    """Raise ValueError naming the first of ``values`` that is not a positive int."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name}={value!r} must be a positive int")
 
 
 def check_obs(obs: dict[str, Tensor], shapes: dict[str, tuple[int, ...]], owner: str) -> None:
@@ -206,6 +221,7 @@ class MultiEncoder(nn.Module):
         self.cnn: ConvEncoder | None = None
         self.mlp: MLP | None = None
         if self.cnn_keys:
+            check_positive("MultiEncoder", cnn_depth=cnn_depth, cnn_kernel=cnn_kernel)
             size = image_size(self.cnn_shapes, cnn_min_res, "MultiEncoder")
             channels = sum(shape[-1] for shape in self.cnn_shapes.values())
             self.cnn = ConvEncoder(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -22,10 +23,10 @@ from torch import Tensor
 from rssm import config as config_lib
 from rssm.behavior.planner import cem, shift_plan
 from rssm.data import Driver
-from rssm.data.episodes import list_episodes, read_episode, read_layout
+from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
 from rssm.envs import EnvSpec, env_spec
 from rssm.models.encoder import denormalize_image
-from rssm.run.checkpoint import load_checkpoint
+from rssm.run.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from rssm.run.train import CHECKPOINT_FILE, Config, make_agent, make_envs
 from rssm.run.video import open_loop_frames, write_video
 from rssm.types import RSSMState
@@ -86,17 +87,36 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
             "run.checkpoint_every env steps and when it ends"
         )
     state = load_checkpoint(path)
-    config = config_lib.from_dict(Config, state["config"])
+    config = _checkpoint_config(path, state)
     if device is not None:
         config = config_lib.merge(config, {"run": {"device": device}})
     env = make_envs(config, 1, config.seed)[0]
     spec = env_spec(env)
     env.close()
     agent = make_agent(config, spec)
+    check_compatible(state["agent"], agent.state_dict(), path=path)
     agent.load_state_dict(state["agent"])
     counters = state.get("counters", {})
     step = int(counters.get("agent_steps", 0)) * int(counters.get("action_repeat", 1))
     return LoadedRun(config, agent, spec, step)
+
+
+def _checkpoint_config(path: Path, state: dict[str, Any]) -> Config:
+    """The run config saved in an agent checkpoint, or a CheckpointError naming what is wrong."""
+    missing = [key for key in ("agent", "config") if not isinstance(state.get(key), Mapping)]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no {' and no '.join(missing)} state (keys: "
+            f"{', '.join(sorted(map(str, state)))}): it was not written by rssm train (a "
+            "checkpoint of rssm world-model holds a model only); pass a run directory of rssm train"
+        )
+    try:
+        return config_lib.from_dict(Config, state["config"])
+    except ValueError as error:
+        raise CheckpointError(
+            f"{path} holds a config this version of rssm cannot read ({error}); load it with the "
+            "rssm version that wrote it"
+        ) from None
 
 
 def world_model(run: LoadedRun) -> Any:
@@ -116,10 +136,36 @@ def saved_episodes(run_dir: str | Path) -> list[Path]:
     return [file.path for file in files]
 
 
-def read_episode_file(path: Path) -> dict[str, np.ndarray]:
-    """One saved episode as ``{key: [L, ...]}`` arrays."""
-    layout, _ = read_layout(path)
-    return read_episode(path, layout)
+def read_episode_file(path: Path, spec: EnvSpec | None = None) -> dict[str, np.ndarray]:
+    """One saved episode as ``{key: [L, ...]}`` arrays, checked against the run's ``spec``.
+
+    Raises:
+        CorruptEpisodeError: a damaged file (a ``ValueError``; its message names the file).
+        ValueError: an episode of another layout than ``spec``'s observations and actions.
+    """
+    try:
+        layout, _ = read_layout(path)
+        data = read_episode(path, layout)
+    except CorruptEpisodeError as error:
+        raise CorruptEpisodeError(
+            f"{error}; the file is damaged: move it out of the replay directory"
+        ) from None
+    if spec is not None:
+        _check_layout(path, data, spec)
+    return data
+
+
+def _check_layout(path: Path, data: dict[str, np.ndarray], spec: EnvSpec) -> None:
+    expected = {key: tuple(space.shape) for key, space in spec.obs_space.spaces.items()}
+    expected["action"] = (spec.action_dim,)
+    for key, shape in expected.items():
+        found = f"shape {data[key].shape[1:]}" if key in data else "no such key"
+        if key not in data or data[key].shape[1:] != shape:
+            raise ValueError(
+                f"episode file {path} does not fit this run: {key!r} has {found} in the file "
+                f"but {shape} in the run's env; the replay directory holds episodes of another "
+                "env or run: move them out of it"
+            )
 
 
 def collect_episodes(run: LoadedRun, count: int, seed: int | None) -> list[dict[str, np.ndarray]]:
@@ -152,7 +198,18 @@ def run_episodes(
     if not paths:
         return collect_episodes(run, count or 1, seed), "collected"
     paths = paths if count is None else paths[-count:]
-    return [read_episode_file(path) for path in paths], "replay"
+    episodes = []
+    for path in paths:
+        try:  # as in Replay.load, one damaged episode is no reason to stop
+            episodes.append(read_episode_file(path, run.spec))
+        except CorruptEpisodeError as error:
+            warnings.warn(f"skipping corrupt episode: {error}", RuntimeWarning, stacklevel=2)
+    if not episodes:
+        raise ValueError(
+            f"every episode file in {Path(run_dir) / REPLAY_DIR} is damaged; move them out of it "
+            "to score the model on freshly collected episodes"
+        )
+    return episodes, "replay"
 
 
 # ------------------------------------------------------------------------------ dreaming
@@ -300,7 +357,7 @@ def _pick_episode(
         )
     index = episode % count
     if paths:
-        return read_episode_file(paths[index]), index, "replay"
+        return read_episode_file(paths[index], run.spec), index, "replay"
     return collect_episodes(run, 1, seed)[0], index, "collected"
 
 

@@ -99,7 +99,15 @@ def _experiment(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(
+            f"plot_runs: {path} is not valid YAML{where}; restore it, or delete it to plot the "
+            "run as a group of its own"
+        ) from None
     return {k: v for k, v in _flat(data).items() if k not in _IGNORED_KEYS}
 
 
