@@ -537,6 +537,7 @@ def save(instance: Any, path: str | os.PathLike[str]) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a config is as readable as other outputs
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
