@@ -107,3 +107,10 @@ def test_versions_differ_by_options_of_shared_parts():
     assert ac3.critic.dist == "twohot" and ac3.return_norm and ac3.actor_grad_disc == "reinforce"
     assert v3.run.train_ratio == 512 and (v3.replay.batch_size, v3.replay.length) == (16, 64)
     assert v1.world_model.rssm.latent == "gaussian" and v3.world_model.rssm.latent == "categorical"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_cpu_is_small_after_any_algorithm(algorithm):
+    config = config_lib.load_presets(Config, [algorithm, "cpu"])
+    assert config.run.train_ratio is None and config.env.name == "builtin:pointmass"
+    assert build_on_meta(config, None) < 2_000_000
