@@ -113,4 +113,4 @@ def test_versions_differ_by_options_of_shared_parts():
 def test_cpu_is_small_after_any_algorithm(algorithm):
     config = config_lib.load_presets(Config, [algorithm, "cpu"])
     assert config.run.train_ratio is None and config.env.name == "builtin:pointmass"
-    assert build_on_meta(config, None) < 2_000_000
+    assert build_on_meta(config, None) < 3_000_000  # (64x64 images here; the preset uses 32)
