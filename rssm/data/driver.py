@@ -35,7 +35,9 @@ class Driver:
 
     The driver keeps each env's pending observation between calls, so collection can alternate with
     training; :meth:`reset` forces every env to reset on the next call. Reset ``k`` of env ``i`` is
-    seeded with a number derived from ``(seed, i, k)``, so runs repeat under a fixed seed.
+    seeded with a number derived from ``(seed, i, k)``, so runs repeat under a fixed seed, and a
+    driver restored with :meth:`load_state_dict` when :attr:`between_episodes` was true continues
+    with exactly the episodes the original would have run (no env state needs saving).
 
     Args:
         envs: The environments; worker ``i`` in callbacks is ``envs[i]``.
@@ -77,6 +79,43 @@ class Driver:
     def reset(self) -> None:
         """Make every env start a new episode on the next call (unfinished ones are dropped)."""
         self._obs = [None] * len(self.envs)
+
+    @property
+    def between_episodes(self) -> bool:
+        """True when no env is inside an episode (each just finished one, or never started):
+        the next call resets every env."""
+        return all(obs is None for obs in self._obs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Reset counts (they seed the next resets), episode sums and totals: plain ints and
+        floats. The envs' pending observations are not included: see :meth:`load_state_dict`."""
+        return {
+            "resets": list(self._resets),
+            "returns": list(self._return),
+            "lengths": list(self._length),
+            "total_steps": self.total_steps,
+            "total_episodes": self.total_episodes,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; every env starts a new episode on the next call (seeded
+        as the original's next reset), so the restore is exact when the original was
+        :attr:`between_episodes`.
+
+        Raises:
+            ValueError: the state is of a driver with another number of envs.
+        """
+        if len(state["resets"]) != len(self.envs):
+            raise ValueError(
+                f"Driver.load_state_dict: the state has {len(state['resets'])} envs, this driver "
+                f"{len(self.envs)}; build the driver with as many envs as the saved one"
+            )
+        self.reset()
+        self._resets = [int(n) for n in state["resets"]]
+        self._return = [float(x) for x in state["returns"]]
+        self._length = [int(n) for n in state["lengths"]]
+        self.total_steps = int(state["total_steps"])
+        self.total_episodes = int(state["total_episodes"])
 
     def close(self) -> None:
         """Close all environments."""

@@ -20,8 +20,9 @@ from rssm.data.episodes import (
     write_episode,
 )
 
-# Per-slot bookkeeping: stream id (int32), position in the stream (int64), next slot (int64).
-_META_BYTES = 4 + 8 + 8
+# Per-slot bookkeeping: stream id (int32), position in the stream (int64), next slot (int64) and
+# source episode (int32: the episode file that holds the step, -1 for none yet).
+_META_BYTES = 4 + 8 + 8 + 4
 _DEFAULT_KEYS = {
     "reward": ((), np.dtype(np.float32)),
     "is_first": ((), np.dtype(bool)),
@@ -97,11 +98,18 @@ class Replay:
         self.capacity = int(capacity)
         self.directory = None if directory is None else Path(directory)
         self._rng = np.random.default_rng(seed)
+        self._clear()
+        if preload:
+            self.load()
+
+    def _clear(self) -> None:
+        """The empty state of a new replay (the sampling generator is kept)."""
         self._layout: Layout | None = None
         self._data: dict[str, np.ndarray] = {}
         self._stream = np.zeros(0, np.int32)  # slot -> stream id
         self._position = np.zeros(0, np.int64)  # slot -> index of the step in its stream
         self._next = np.zeros(0, np.int64)  # slot -> slot of the stream's next step, or -1
+        self._source = np.zeros(0, np.int32)  # slot -> index into _files, or -1
         self._head = 0
         self._size = 0
         self._ids: dict[Hashable, int] = {}  # worker key -> stream id
@@ -111,8 +119,9 @@ class Replay:
         self._episodes = 0
         self._known: dict[str, None] = {}  # episode ids saved or loaded, in order
         self._pending: dict[int, list[int]] = {}  # worker -> slots of its unfinished episode
-        if preload:
-            self.load()
+        # Episode files behind held steps: [episode id, worker key, stream position of the
+        # file's first step, file length]; _source indexes it.
+        self._files: list[list[Any]] = []
 
     # ------------------------------------------------------------------ sizes and estimates
     def __len__(self) -> int:
@@ -127,7 +136,18 @@ class Replay:
     def nbytes(self) -> int:
         """Bytes allocated for storage and per-step bookkeeping (fixed once allocated)."""
         meta = self._stream.nbytes + self._position.nbytes + self._next.nbytes
-        return sum(value.nbytes for value in self._data.values()) + meta
+        return sum(value.nbytes for value in self._data.values()) + meta + self._source.nbytes
+
+    @property
+    def episode_ids(self) -> list[str]:
+        """Ids of the episode files this replay wrote or loaded, in order (evicted ones too)."""
+        return list(self._known)
+
+    @property
+    def persisted(self) -> bool:
+        """Whether every held step is in an episode file of ``directory`` (so no unfinished
+        episode is held): then ``state_dict(data=False)`` can describe the replay."""
+        return self.directory is not None and bool((self._source[: self._size] >= 0).all())
 
     def stats(self) -> dict[str, int]:
         """Steps held, capacity, finished episodes held, worker streams and bytes allocated."""
@@ -204,6 +224,7 @@ class Replay:
         self._stream[slot] = stream
         self._position[slot] = self._hi[stream]
         self._next[slot] = -1
+        self._source[slot] = -1  # in no file until its episode is written
         self._hi[stream] += 1
         self._last[stream] = slot
         self._head = (slot + 1) % self.capacity
@@ -229,6 +250,7 @@ class Replay:
         self._stream = np.zeros(self.capacity, np.int32)
         self._position = np.zeros(self.capacity, np.int64)
         self._next = np.full(self.capacity, -1, np.int64)
+        self._source = np.full(self.capacity, -1, np.int32)
 
     def _check_step(self, values: Mapping[str, np.ndarray]) -> None:
         assert self._layout is not None
@@ -264,8 +286,9 @@ class Replay:
         if "is_last" in self._data:
             self._episodes -= int(self._data["is_last"][slots].sum())
 
-    def _extend(self, key: Hashable, episode: Mapping[str, np.ndarray]) -> None:
-        """Append a whole episode ``key -> [L, ...]`` to stream ``key`` (vectorised ``add``)."""
+    def _extend(self, key: Hashable, episode: Mapping[str, np.ndarray], source: int) -> None:
+        """Append a whole episode ``key -> [L, ...]`` to stream ``key`` (vectorised ``add``);
+        its steps come from ``_files[source]``."""
         stream = self._stream_id(key)
         length = len(next(iter(episode.values())))
         skipped = max(0, length - self.capacity)  # only the newest steps can be held
@@ -286,6 +309,7 @@ class Replay:
         self._position[slots] = self._hi[stream] + np.arange(length)
         self._next[slots[:-1]] = slots[1:]
         self._next[slots[-1]] = -1
+        self._source[slots] = source
         self._hi[stream] += length
         self._last[stream] = int(slots[-1])
         self._head = int(slots[-1] + 1) % self.capacity
@@ -360,6 +384,8 @@ class Replay:
         assert self.directory is not None
         written = write_episode(self.directory, {k: v[slots] for k, v in self._data.items()})
         self._known[written.episode_id] = None
+        self._source[slots] = len(self._files)
+        self._files.append([written.episode_id, worker, first, len(slots)])
 
     def load(
         self, directory: str | os.PathLike | None = None, *, ids: Iterable[str] | None = None
@@ -390,6 +416,7 @@ class Replay:
             if f.episode_id not in self._known and (wanted is None or f.episode_id in wanted)
         ]
         layout, files = check_layouts(newest_that_fit(files, self.capacity), self._layout)
+        own = self.directory is not None and directory.resolve() == self.directory.resolve()
         loaded = 0
         for file in files:
             try:
@@ -401,25 +428,36 @@ class Replay:
                 self._allocate(layout)
             if "is_first" in episode:
                 episode["is_first"][0] = True
-            self._extend(_LOADED, episode)
+            source = -1  # a file of another directory cannot rebuild this replay
+            if own:
+                start = self._hi[self._stream_id(_LOADED)]
+                length = len(next(iter(episode.values())))
+                self._files.append([file.episode_id, _LOADED, start, length])
+                source = len(self._files) - 1
+            self._extend(_LOADED, episode, source)
             self._known[file.episode_id] = None
             loaded += 1
         return loaded
 
     # ------------------------------------------------------------------ exact resume
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to restore this replay exactly (held data, streams, sampler state).
+    def state_dict(self, *, data: bool = True) -> dict[str, Any]:
+        """Everything needed to restore this replay exactly (streams, sampler state, ...).
 
-        The data arrays are views of the buffer: serialise the result before adding more steps.
+        Args:
+            data: include the held data (the arrays are views of the buffer: serialise the
+                result before adding more steps). ``False`` leaves it out and records instead
+                which episode file and step each held slot holds (``source`` [size] int32 and
+                ``files``); :meth:`load_state_dict` then reads the data back from ``directory``.
+
+        Raises:
+            ValueError: ``data=False`` while some held step is in no episode file (an
+                unfinished episode, one cut off by a new ``is_first``, one that lost its first
+                steps to eviction, or no ``directory``): see :attr:`persisted`.
         """
         held = slice(0, self._size)
-        return {
+        state: dict[str, Any] = {
             "capacity": self.capacity,
             "layout": {k: (list(s), d.str) for k, (s, d) in (self._layout or {}).items()},
-            "data": {key: value[held] for key, value in self._data.items()},
-            "stream": self._stream[held],
-            "position": self._position[held],
-            "next": self._next[held],
             "head": self._head,
             "size": self._size,
             "workers": list(self._ids),
@@ -431,31 +469,107 @@ class Replay:
             "pending": {worker: list(slots) for worker, slots in self._pending.items()},
             "rng": self._rng.bit_generator.state,
         }
+        source = self._source[held]
+        used, inverse = np.unique(source, return_inverse=True)
+        known = used >= 0  # -1 (in no file) sorts first
+        state["files"] = [list(self._files[i]) for i in used[known]]
+        state["source"] = (inverse - (len(used) - known.sum())).astype(np.int32)
+        if data:
+            state["data"] = {key: value[held] for key, value in self._data.items()}
+            state.update(stream=self._stream[held], position=self._position[held])
+            state["next"] = self._next[held]
+        elif not self.persisted:
+            missing = int((source < 0).sum()) if self.directory is not None else self._size
+            raise ValueError(
+                f"state_dict(data=False): {missing} of the {self._size} held steps are in no "
+                "episode file (unfinished or unsaved episodes, or no directory); call it when "
+                "every worker has just finished an episode (see Replay.persisted), or keep data"
+            )
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the capacity must equal this replay's."""
+        """Restore a :meth:`state_dict`; the capacity must equal this replay's.
+
+        A state without data is rebuilt from the episode files in ``directory``, each step into
+        the slot it held, so that sampling continues exactly as it would have.
+
+        Raises:
+            ValueError: another capacity; or (without data) no directory, or an episode file
+                that is missing, corrupt or of another length; the replay is then left empty.
+        """
         if state["capacity"] != self.capacity:
             raise ValueError(
                 f"state_dict capacity {state['capacity']} differs from this replay's "
                 f"{self.capacity}; build Replay({state['capacity']}, ...) to restore it"
             )
-        self._layout = None
-        self._data = {}
-        if state["layout"]:
-            self._allocate({k: (tuple(s), np.dtype(d)) for k, (s, d) in state["layout"].items()})
-            size = state["size"]
-            for key, value in state["data"].items():
-                self._data[key][:size] = value
-            self._stream[:size] = state["stream"]
-            self._position[:size] = state["position"]
-            self._next[:size] = state["next"]
-        self._head, self._size = state["head"], state["size"]
-        self._ids = {worker: i for i, worker in enumerate(state["workers"])}
-        self._lo, self._hi, self._last = list(state["lo"]), list(state["hi"]), list(state["last"])
+        self._clear()
+        size = state["size"]
+        try:
+            if state["layout"]:
+                self._allocate(
+                    {k: (tuple(s), np.dtype(d)) for k, (s, d) in state["layout"].items()}
+                )
+            self._ids = {worker: i for i, worker in enumerate(state["workers"])}
+            self._lo, self._hi = list(state["lo"]), list(state["hi"])
+            self._last = list(state["last"])
+            self._files = [list(entry) for entry in state.get("files", [])]
+            if size and "source" in state:
+                self._source[:size] = np.asarray(state["source"], np.int32)
+            if "data" in state:
+                for key, value in state["data"].items():
+                    self._data[key][:size] = value
+                self._stream[:size] = state["stream"]
+                self._position[:size] = state["position"]
+                self._next[:size] = state["next"]
+            elif size:
+                self._rebuild(state["head"], size)
+        except BaseException:
+            self._clear()
+            raise
+        self._head, self._size = state["head"], size
         self._episodes = state["episodes"]
         self._known = dict.fromkeys(state["episode_ids"])
         self._pending = {worker: list(slots) for worker, slots in state["pending"].items()}
         self._rng.bit_generator.state = state["rng"]
+
+    def _rebuild(self, head: int, size: int) -> None:
+        """Fill the ``size`` held slots from the episode files named by ``_source``/``_files``
+        and derive the stream bookkeeping; a stream's held steps are the newest of its files."""
+        if self.directory is None:
+            raise ValueError("load_state_dict: a state without data needs Replay(directory=...)")
+        assert self._layout is not None
+        source = self._source[:size]
+        if (source < 0).any():
+            raise ValueError("load_state_dict: the state holds steps that are in no episode file")
+        files = {file.episode_id: file for file in list_episodes(self.directory)[0]}
+        order = (
+            (head + np.arange(size)) % self.capacity if size == self.capacity else np.arange(size)
+        )
+        group = order[np.argsort(source[order], kind="stable")]  # by file, oldest step first
+        bounds = np.flatnonzero(np.diff(source[group])) + 1
+        for slots in np.split(group, bounds):
+            episode_id, worker, start, length = self._files[source[slots[0]]]
+            file = files.get(episode_id)
+            if file is None or file.length != length:
+                raise ValueError(
+                    f"cannot rebuild the replay: episode {episode_id} ({length} steps) is not in "
+                    f"{self.directory}; resume from a state with data or load() the directory"
+                )
+            episode = read_episode(file.path, self._layout)
+            offsets = length - len(slots) + np.arange(len(slots))  # evicted steps come first
+            if worker == _LOADED and "is_first" in episode:
+                episode["is_first"][0] = True  # as load() marked it
+            for key, value in episode.items():
+                self._data[key][slots] = value[offsets]
+            self._stream[slots] = self._ids[worker]
+            self._position[slots] = start + offsets
+        by_stream = order[np.argsort(self._stream[order], kind="stable")]  # position order
+        same = self._stream[by_stream[1:]] == self._stream[by_stream[:-1]]
+        self._next[by_stream] = -1
+        self._next[by_stream[:-1][same]] = by_stream[1:][same]
+        held = np.bincount(self._stream[:size], minlength=len(self._hi))
+        expected = np.asarray(self._hi) - np.asarray(self._lo)
+        assert (held == expected).all(), ("streams hold other step counts", held, expected)
 
 
 def _step_bytes(layout: Layout) -> int:

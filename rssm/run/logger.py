@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["METRICS_FILE", "Logger", "read_metrics"]
+__all__ = ["METRICS_FILE", "Logger", "read_metrics", "truncate_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 _RESERVED = ("step", "time")
@@ -314,3 +315,46 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
                 break
             raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from None
     return rows
+
+
+def truncate_metrics(path: str | os.PathLike, step: int) -> int:
+    """Drops the rows of ``metrics.jsonl`` (or of a run directory's) written after ``step``.
+
+    A resumed run calls it with its checkpoint's step, so that the rows it writes again are not
+    duplicated. Rows with ``"step" <= step`` are kept byte for byte; a partial last line (a crash
+    mid-write) is dropped too. The file is replaced atomically (a temporary file beside it,
+    fsync, rename) and only when something is dropped; a missing file is left missing.
+
+    Returns:
+        The number of lines dropped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.exists():
+        return 0
+    lines = path.read_bytes().split(b"\n")
+    partial = lines.pop()  # after the last newline: b"" or a partial line
+    kept = [line for line in lines if _row_step(line) <= step]
+    dropped = len(lines) - len(kept) + bool(partial)
+    if dropped:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(b"".join(line + b"\n" for line in kept))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return dropped
+
+
+def _row_step(line: bytes) -> float:
+    """The ``step`` of a metrics line; -inf (kept) for a line without one or not JSON."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return -math.inf
+    return step if isinstance(step, (int, float)) else -math.inf

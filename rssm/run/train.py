@@ -14,7 +14,14 @@ Step counting (one convention everywhere):
 
 Run directory (``logdir``): ``config.yaml`` (the resolved config, written at start),
 ``metrics.jsonl`` (+ TensorBoard events if installed), ``videos/``, ``replay/`` (one ``.npz`` per
-finished episode) and ``checkpoint.pt`` (the latest, written atomically).
+finished episode), the last ``run.keep_checkpoints`` checkpoints ``checkpoint-<env_step>.pt`` and
+``checkpoint.pt``, the newest (see :mod:`rssm.run.resume`).
+
+Exact resume: a run killed at any moment (SIGKILL included) and resumed continues as if it had
+not stopped (same metrics and weights; CPU, fixed seeds). Environment state cannot be saved in
+general, so a due checkpoint waits for a step at which every environment has just finished an
+episode (resets are seeded from seed, env and episode count); :mod:`rssm.run.resume` has the
+details and the cases that are not exact (``exact: False`` in the checkpoint, warned about).
 """
 
 from __future__ import annotations
@@ -39,8 +46,17 @@ from rssm.agents import AGENTS, DreamerConfig, PlanetConfig
 from rssm.data import Driver, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.models import WorldModelConfig, world_model_config
-from rssm.run.checkpoint import load_checkpoint, save_checkpoint
+from rssm.run.checkpoint import CheckpointNotFoundError
 from rssm.run.logger import Logger
+from rssm.run.resume import (
+    CHECKPOINT_FILE,
+    discard_after,
+    load_latest_checkpoint,
+    numbered_checkpoints,
+    restore_run_state,
+    run_state,
+    write_checkpoint,
+)
 from rssm.run.video import open_loop_frames
 from rssm.run.when import Every, Ratio, updates_per_step
 
@@ -59,9 +75,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.yaml"
-CHECKPOINT_FILE = "checkpoint.pt"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
-RESUMABLE_KEYS = ("run.steps", "run.device")
+RESUMABLE_KEYS = ("run.steps", "run.device", "run.keep_checkpoints")
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -116,7 +131,11 @@ class RunConfig:
         eval_every: evaluate with the ``eval`` policy on a separate env (0: never).
         eval_episodes: episodes per evaluation.
         log_every: write the averaged metrics every this many env steps (and at the end).
-        checkpoint_every: overwrite ``checkpoint.pt`` (also written when the run ends).
+        checkpoint_every: write a checkpoint at the first step after each multiple of this at
+            which every environment has just finished an episode (an exact resume point), or
+            this many env steps later regardless (``exact: False``); also at the end of the run.
+        keep_checkpoints: how many ``checkpoint-<env_step>.pt`` files are kept (the oldest are
+            deleted); ``checkpoint.pt`` is always the newest.
         video_every: log an open-loop prediction video from a replay batch (0: never).
         video_context: observed rows before the open-loop prediction (at most ``length - 1``).
         device: torch device of the agent.
@@ -139,6 +158,7 @@ class RunConfig:
     eval_episodes: int = 1
     log_every: int = 1000
     checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
     video_every: int = 10_000
     video_context: int = 5
     device: str = "cpu"
@@ -148,7 +168,7 @@ class RunConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive(self, "video_context", "max_nonfinite")
+        _check_positive(self, "video_context", "max_nonfinite", "keep_checkpoints")
         for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
             _check_non_negative(self, name)
         for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):
@@ -326,6 +346,17 @@ class _Stats:
         self.counts.clear()
         return means
 
+    def state_dict(self) -> dict[str, Any]:
+        """The sums since the last log row (so a resumed run logs the same means)."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts), "last": self.last_return}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums.clear()
+        self.counts.clear()
+        self.sums.update(state["sums"])
+        self.counts.update(state["counts"])
+        self.last_return = float(state["last"])
+
 
 @dataclass
 class _Parts:
@@ -363,7 +394,10 @@ def _build(config: Config, run_dir: Path, resume: bool) -> _Parts:
         stats=_Stats(),
     )
     if state is not None:
-        _restore(state, parts)
+        restore_run_state(*state, parts)
+        discard_after(
+            run_dir, parts.counters.env_steps, state[1]["replay_episode_ids"], run_dir / "replay"
+        )
     elif isinstance(parts.schedules.train, Ratio):
         parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates too
     parts.driver.on_step(parts.replay.add)
@@ -510,19 +544,14 @@ class _Reporter:
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def _checkpoint(path: Path, parts: _Parts) -> None:
-    """Agent (model, optimiser, generators), counters, schedules, torch RNG, config (as a dict)
-    and the ids of the replay episodes saved so far, written atomically."""
-    save_checkpoint(
-        path,
-        {
-            "agent": parts.agent.state_dict(),
-            "counters": dataclasses.asdict(parts.counters),
-            "schedules": parts.schedules.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
-            "replay_episode_ids": list(parts.replay.state_dict()["episode_ids"]),
-            "config": config_lib.to_dict(parts.config),
-        },
+def _checkpoint(run_dir: Path, parts: _Parts, exact: bool) -> None:
+    """Writes ``checkpoint-<env_step>.pt`` and ``checkpoint.pt`` atomically, keeping the last
+    ``run.keep_checkpoints`` (see :func:`rssm.run.resume.run_state` for the contents)."""
+    write_checkpoint(
+        run_dir,
+        parts.counters.env_steps,
+        {**run_state(parts, exact), "config": config_lib.to_dict(parts.config)},
+        keep=parts.config.run.keep_checkpoints,
     )
 
 
@@ -536,35 +565,30 @@ def _check_same_config(saved: Config, config: Config, where: Path) -> None:
         )
 
 
-def _start(config: Config, run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Checks the run directory; returns the checkpoint to resume from, or None."""
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if resume and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        _check_same_config(config_lib.from_dict(Config, state["config"]), config, checkpoint)
-        config_lib.save(config, run_dir / CONFIG_FILE)
-        return state
-    if resume and (run_dir / CONFIG_FILE).exists():
-        raise ValueError(
-            f"cannot resume {str(run_dir)!r}: it holds a config.yaml but no {CHECKPOINT_FILE} (the "
-            "run stopped before its first checkpoint); delete it or choose another logdir"
-        )
-    if (run_dir / CONFIG_FILE).exists() or checkpoint.exists():
+def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str, Any]] | None:
+    """Checks the run directory; returns the checkpoint to resume from (path and contents), or
+    None for a fresh run."""
+    has_config = (run_dir / CONFIG_FILE).exists()
+    if resume:
+        try:
+            path, state = load_latest_checkpoint(run_dir)
+        except CheckpointNotFoundError:
+            if has_config:
+                raise ValueError(
+                    f"cannot resume {str(run_dir)!r}: it holds a config.yaml but no checkpoint "
+                    "(the run stopped before its first one); delete it or choose another logdir"
+                ) from None
+        else:
+            _check_same_config(config_lib.from_dict(Config, state["config"]), config, path)
+            config_lib.save(config, run_dir / CONFIG_FILE)
+            return path, state
+    if has_config or (run_dir / CHECKPOINT_FILE).exists() or numbered_checkpoints(run_dir):
         raise ValueError(
             f"logdir {str(run_dir)!r} already holds a run; pass resume=True (--resume) to continue "
             "it, or choose another logdir"
         )
     config_lib.save(config, run_dir / CONFIG_FILE)
     return None
-
-
-def _restore(state: dict[str, Any], parts: _Parts) -> None:
-    parts.agent.load_state_dict(state["agent"])
-    for name, value in state["counters"].items():
-        setattr(parts.counters, name, int(value))
-    parts.schedules.load_state_dict(state["schedules"])
-    torch.set_rng_state(state["rng"]["torch"])
-    parts.replay.load(ids=state["replay_episode_ids"])
 
 
 # ------------------------------------------------------------------------------------- loop
@@ -575,49 +599,79 @@ def train(config: Config, *, resume: bool = False) -> Path:
 
     Seed episodes with the uniform random policy, then alternate the updates that the collected
     steps earned with one collection step (all environments, ``explore`` policy); evaluate, log,
-    write videos and checkpoints on their schedules (see the module docstring for step counting).
-    A checkpoint is also written when the run ends or is interrupted (Ctrl-C).
+    write videos and checkpoints on their schedules (see the module docstring for step counting
+    and exact resume). A checkpoint is also written when the run ends or is interrupted (Ctrl-C).
 
     Args:
         config: the run's config (not modified); saved to ``logdir/config.yaml``.
-        resume: continue from ``logdir/checkpoint.pt`` with the episodes saved in
-            ``logdir/replay`` (a fresh run when there is no checkpoint). Environments restart
-            their episodes; episodes unfinished at the checkpoint are lost.
+        resume: continue from the newest complete checkpoint in ``logdir`` (``checkpoint.pt``,
+            or ``checkpoint-<env_step>.pt`` when it is missing or corrupt) with the episodes
+            saved in ``logdir/replay``; a fresh run when there is no checkpoint. Metrics rows and
+            checkpoints of later steps, and episode files that the checkpoint does not list,
+            are deleted (the resumed run writes them again).
 
     Raises:
         ValueError: an unknown agent, an agent that does not fit the env (PlaNet with discrete
             actions), a logdir that already holds a run without ``resume``, or a resumed config
             that differs from the checkpoint's (naming the keys).
+        CheckpointError: resuming a run none of whose checkpoints can be read.
     """
     run_dir = Path(config.logdir)
     parts = _build(config, run_dir, resume)
     counters, driver = parts.counters, parts.driver
+    if counters.agent_steps and counters.env_steps >= config.run.steps:
+        driver.close()
+        parts.eval_driver.close()
+        return run_dir  # a resumed run that is already done: nothing to add
     logger = Logger(run_dir, tensorboard=config.run.tensorboard)
     bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
-    report = _Reporter(parts, logger, bar)
     try:
         if counters.agent_steps == 0 and config.run.seed_episodes:
             spec = parts.spec
             driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
                    episodes=config.run.seed_episodes)  # fmt: skip
             driver.reset()  # with several envs, the agent starts every env at an episode start
-        explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
-        while True:
-            _train(parts)
-            done = counters.env_steps >= config.run.steps
-            report(final=done)
-            if parts.schedules.checkpoint(counters.env_steps) and not done:
-                _checkpoint(run_dir / CHECKPOINT_FILE, parts)
-            if done:
-                break
-            carry = driver(explore, steps=1, carry=carry)
+        _loop(parts, run_dir, _Reporter(parts, logger, bar))
     except KeyboardInterrupt:
-        _checkpoint(run_dir / CHECKPOINT_FILE, parts)
+        _checkpoint(run_dir, parts, exact=False)
         raise
     finally:
         bar.close()
         logger.close()
         driver.close()
         parts.eval_driver.close()
-    _checkpoint(run_dir / CHECKPOINT_FILE, parts)
+    _checkpoint(run_dir, parts, exact=_exact(parts))
     return run_dir
+
+
+def _loop(parts: _Parts, run_dir: Path, report: _Reporter) -> None:
+    """Train, report, checkpoint and collect one step until ``run.steps``.
+
+    A due checkpoint waits (``due``) for a step at which every environment has just finished an
+    episode, at most ``run.checkpoint_every`` env steps. After an exact checkpoint the policy's
+    carry restarts from None as a resumed run's does: every env starts an episode there anyway.
+    A resumed run enters at the step of its checkpoint, where no schedule fires a second time.
+    """
+    config, counters, driver = parts.config, parts.counters, parts.driver
+    explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
+    due: int | None = None
+    while True:
+        _train(parts)
+        done = counters.env_steps >= config.run.steps
+        report(final=done)
+        if done:
+            return
+        if parts.schedules.checkpoint(counters.env_steps) and due is None:
+            due = counters.env_steps
+        waited = due is not None and counters.env_steps - due >= config.run.checkpoint_every
+        if due is not None and (driver.between_episodes or waited):
+            exact = _exact(parts)
+            _checkpoint(run_dir, parts, exact)
+            due, carry = None, None if exact else carry
+        carry = driver(explore, steps=1, carry=carry)
+
+
+def _exact(parts: _Parts) -> bool:
+    """Whether a checkpoint now is an exact resume point: every env just finished an episode
+    and every replay step is in an episode file."""
+    return parts.driver.between_episodes and parts.replay.persisted

@@ -169,3 +169,25 @@ def test_driver_feeds_replay():
     later = batch["state"][:, 1:, 1]
     acted = ~batch["is_first"][:, 1:]
     np.testing.assert_allclose(later[acted], batch["action"][:, :-1, 0][acted])
+
+
+def test_restored_driver_continues_with_the_same_episodes():
+    def run(driver, steps):
+        seen = []
+        driver.on_step(lambda transition, worker: seen.append((worker, *transition["state"])))
+        driver(echo_policy, steps=steps)
+        return seen
+
+    lengths = [3, 4]
+    original = Driver([CountEnv(n) for n in lengths], seed=7)
+    run(original, 2 * 20)  # 20 rounds: both just finished an episode of 4 and 5 transitions
+    assert original.between_episodes
+    state = original.state_dict()
+    restored = Driver([CountEnv(n) for n in lengths], seed=7)
+    assert restored.between_episodes, "a new driver starts every env"
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state
+    assert run(restored, 16) == run(original, 16)  # same reset seeds, same episodes
+    assert not original.between_episodes and original.total_steps == 56
+    with pytest.raises(ValueError, match="has 2 envs"):
+        Driver([CountEnv()], seed=7).load_state_dict(state)

@@ -1,0 +1,275 @@
+"""Checkpoints of a training run: their files, their contents, and what a resume throws away.
+
+Exact resume: a run killed at any moment (SIGKILL included) and resumed continues exactly as if
+it had not been stopped (same metrics, same weights; CPU, fixed seeds). Environment state cannot
+be saved in general (MuJoCo, ALE), so the training loop writes a due checkpoint at the first step
+at which every environment has just finished an episode; the driver seeds the next resets from
+(seed, env index, episode count), so no env state is needed. A checkpoint (:func:`run_state`)
+holds the agent (weights, optimisers, generators), counters, schedules, the metric sums since the
+last log row, the drivers' reset counts, torch's RNG and the replay's layout and sampling state;
+the replay's data is read back from its episode files. A resume (:func:`discard_after`) drops
+the metrics rows, episode files and checkpoints written after the checkpoint. When the
+environments do not line up within ``run.checkpoint_every`` further env steps (several envs with
+episodes of different lengths), at the end of the run and on Ctrl-C, the checkpoint is written
+anyway with ``exact: False``: a resume from it restarts the unfinished episodes (with a warning).
+
+A run directory holds the last ``keep`` checkpoints as ``checkpoint-<env_step>.pt`` and
+``checkpoint.pt``, the newest of them (a hard link to it, or a copy where links are not
+supported), replaced atomically. Every file is written to a hidden ``*.tmp`` name first and
+renamed, so a crash (SIGKILL included) leaves complete checkpoints and at most a stale temporary
+file, which nothing here ever reads.
+
+:func:`load_latest_checkpoint` reads ``checkpoint.pt``, or a newer numbered checkpoint (a crash
+between writing it and linking ``checkpoint.pt``), or, when ``checkpoint.pt`` is missing or
+corrupt, the newest numbered checkpoint that loads. :func:`discard_after` removes what a run wrote
+after the checkpoint it resumes from: later metrics rows, later checkpoints, episode files the
+checkpoint does not know and stale temporary files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from rssm.data import Driver, Replay
+from rssm.data.episodes import list_episodes
+from rssm.run.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rssm.run.logger import truncate_metrics
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "RunParts",
+    "checkpoint_step",
+    "discard_after",
+    "load_latest_checkpoint",
+    "numbered_checkpoints",
+    "restore_run_state",
+    "run_state",
+    "write_checkpoint",
+]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_NUMBERED = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+def numbered_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(env_step, path)`` of the ``checkpoint-<env_step>.pt`` files, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = ((_NUMBERED.match(p.name), p) for p in run_dir.iterdir())
+    return sorted((int(m[1]), p) for m, p in found if m is not None and p.is_file())
+
+
+def checkpoint_step(state: dict[str, Any]) -> int:
+    """The env step of a training checkpoint (agent steps x action repeat); -1 without one."""
+    counters = state.get("counters")
+    if not isinstance(counters, dict):
+        return -1
+    return int(counters.get("agent_steps", 0)) * int(counters.get("action_repeat", 1))
+
+
+def write_checkpoint(
+    run_dir: str | os.PathLike, step: int, payload: dict[str, Any], *, keep: int
+) -> Path:
+    """Writes ``checkpoint-<step>.pt``, points ``checkpoint.pt`` at it and deletes all but the
+    newest ``keep`` numbered checkpoints; every step is atomic.
+
+    Returns:
+        The numbered checkpoint's path.
+
+    Raises:
+        CheckpointWriteError: the checkpoint could not be written; nothing was deleted.
+    """
+    run_dir = Path(run_dir)
+    path = save_checkpoint(run_dir / f"checkpoint-{int(step)}.pt", payload)
+    _replace_with_link(path, run_dir / CHECKPOINT_FILE)
+    for _, old in numbered_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Atomically makes ``target`` a hard link to ``source`` (a copy if links fail)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as file:
+                os.fsync(file.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The newest complete checkpoint of a run directory and its contents.
+
+    ``checkpoint.pt`` unless a numbered checkpoint of a later step loads (a crash between
+    writing it and linking ``checkpoint.pt``); when ``checkpoint.pt`` is missing or corrupt, the
+    newest numbered checkpoint that loads (with a warning naming the bad file). Temporary files
+    are never read.
+
+    Raises:
+        CheckpointNotFoundError: the directory holds no checkpoint.
+        CheckpointError: no checkpoint loads; the error of the newest one.
+    """
+    run_dir = Path(run_dir)
+    latest, best, error = run_dir / CHECKPOINT_FILE, None, None
+    candidates = numbered_checkpoints(run_dir)
+    try:
+        state = load_checkpoint(latest)
+    except CheckpointNotFoundError:
+        pass
+    except CheckpointError as bad:
+        error = bad
+    else:
+        best = (latest, state)
+        candidates = [(step, p) for step, p in candidates if step > checkpoint_step(state)]
+    for _, path in reversed(candidates):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as bad:
+            warnings.warn(f"skipping an unreadable checkpoint: {bad}", RuntimeWarning, 2)
+            error = error or bad
+            continue
+        if error is not None:
+            warnings.warn(f"{error}; resuming from {path} instead", RuntimeWarning, 2)
+        return path, state
+    if best is not None:
+        return best
+    if error is not None:
+        raise error
+    raise CheckpointNotFoundError(
+        f"no checkpoint in {run_dir} (neither {CHECKPOINT_FILE} nor checkpoint-<step>.pt): the "
+        "run may not have written its first one yet"
+    )
+
+
+def discard_after(
+    run_dir: str | os.PathLike, step: int, episode_ids: Iterable[str], replay_dir: Path
+) -> None:
+    """Removes what a run wrote after its checkpoint at ``step``: metrics rows of later steps,
+    later numbered checkpoints, episode files in ``replay_dir`` not in ``episode_ids`` and stale
+    temporary files (``.checkpoint*.tmp``, ``.metrics*.tmp``, ``replay_dir/.*.tmp``), so that
+    the resumed run neither duplicates them nor loads them."""
+    run_dir = Path(run_dir)
+    truncate_metrics(run_dir, step)
+    for later, path in numbered_checkpoints(run_dir):
+        if later > step:
+            path.unlink(missing_ok=True)
+    known = set(episode_ids)
+    for file in list_episodes(replay_dir)[0]:
+        if file.episode_id not in known:
+            file.path.unlink(missing_ok=True)
+    stale = [*run_dir.glob(".checkpoint*.tmp"), *run_dir.glob(".metrics*.tmp")]
+    stale += replay_dir.glob(".*.tmp")
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------- a training run's state
+
+
+class _Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+class RunParts(Protocol):
+    """What :func:`run_state` saves of a training loop (``rssm.run.train``'s parts)."""
+
+    agent: _Stateful
+    replay: Replay
+    driver: Driver
+    eval_driver: Driver
+    counters: Any  # a dataclass of ints with ``env_steps``
+    schedules: _Stateful
+    stats: _Stateful
+    config: Any  # with ``run.device``
+
+
+def run_state(parts: RunParts, exact: bool) -> dict[str, Any]:
+    """A training run's checkpoint contents (the caller adds the config).
+
+    Keys: ``agent`` (weights, optimisers, generators), ``counters``, ``schedules``, ``stats``
+    (metric sums since the last log row), ``driver``/``eval_driver`` (reset counts), ``rng``
+    (torch's CPU generator, and the CUDA one of a CUDA run), ``exact``, ``replay`` (the layout
+    and sampling state without data, ``exact`` checkpoints only) and ``replay_episode_ids``.
+
+    Args:
+        exact: every env has just finished an episode and the replay is
+            :attr:`~rssm.data.Replay.persisted`, so a resume repeats the run exactly.
+    """
+    replay = parts.replay.state_dict(data=False) if exact else None
+    if replay is not None:  # weights_only loads take tensors, not numpy arrays
+        replay["source"] = torch.from_numpy(replay["source"])
+    rng = {"torch": torch.get_rng_state()}
+    device = torch.device(parts.config.run.device)
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "agent": parts.agent.state_dict(),
+        "counters": dataclasses.asdict(parts.counters),
+        "schedules": parts.schedules.state_dict(),
+        "stats": parts.stats.state_dict(),
+        "driver": parts.driver.state_dict(),
+        "eval_driver": parts.eval_driver.state_dict(),
+        "rng": rng,
+        "exact": exact,
+        "replay": replay,
+        "replay_episode_ids": parts.replay.episode_ids,
+    }
+
+
+def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> None:
+    """Loads a :func:`run_state` into freshly built parts. The replay is rebuilt slot by slot
+    from its episode files for an exact checkpoint; otherwise (or when a file is missing) its
+    episodes are loaded into a stream of their own and a warning says that the environments
+    restart their episodes."""
+    parts.agent.load_state_dict(state["agent"])
+    for name, value in state["counters"].items():
+        setattr(parts.counters, name, int(value))
+    parts.schedules.load_state_dict(state["schedules"])
+    torch.set_rng_state(state["rng"]["torch"])
+    device = torch.device(parts.config.run.device)
+    if "cuda" in state["rng"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    for name in ("stats", "driver", "eval_driver"):
+        if name in state:  # checkpoints of older versions lack them
+            getattr(parts, name).load_state_dict(state[name])
+    exact = bool(state.get("exact")) and state.get("replay") is not None
+    if exact:
+        try:
+            parts.replay.load_state_dict(state["replay"])
+        except (ValueError, OSError) as error:
+            exact = False
+            warnings.warn(f"{path}: {error}; loading its episodes instead", RuntimeWarning, 3)
+    if not exact:
+        warnings.warn(
+            f"{path} was written while episodes were running (or by an older version): the "
+            "environments restart their episodes, so the resumed run does not repeat an "
+            "uninterrupted one exactly",
+            RuntimeWarning,
+            3,
+        )
+        parts.replay.load(ids=state["replay_episode_ids"])

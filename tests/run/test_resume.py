@@ -1,0 +1,288 @@
+"""Exact resume: a run killed after a checkpoint and resumed equals an uninterrupted one; the
+last K checkpoints are kept; corrupt and temporary files are never resumed from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rssm.config import load_presets, merge
+from rssm.data.episodes import list_episodes
+from rssm.run import train as train_lib
+from rssm.run.checkpoint import CheckpointError, load_checkpoint
+from rssm.run.logger import read_metrics, truncate_metrics
+from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
+from rssm.run.train import Config, train
+
+# debug: episodes of 50 env steps = 51 agent steps (the reset row included), action repeat 1,
+# so episodes end at env steps 51, 102, 153, 204, 255, 306. A checkpoint due at 150 waits for
+# the end of the third episode at 153.
+STEPS, EVERY, HALF = 300, 150, 153
+UNSTABLE = ("time", "perf/fps")  # wall-clock values
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no handler in the loop catches it, nothing is cleaned up."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add overhead on 2 cores
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, one_thread):
+    """``uninterrupted(algo, num_envs)``: the directory of an uninterrupted run (made once)."""
+    runs = {}
+
+    def get(algo: str, num_envs: int = 1):
+        if (algo, num_envs) not in runs:
+            config = make_config(tmp_path_factory.mktemp(algo), "whole", algo, num_envs)
+            runs[algo, num_envs] = quiet_train(config)
+        return runs[algo, num_envs]
+
+    return get
+
+
+def make_config(tmp_path, name: str, algo: str = "planet", num_envs: int = 1, **run) -> Config:
+    config = load_presets(Config, [algo, "debug"])
+    settings = {"steps": STEPS, "checkpoint_every": EVERY, "log_every": 25, "eval_every": 100}
+    settings.update({"video_every": 100, "tensorboard": False, **run})
+    changes = {"logdir": str(tmp_path / name), "env": {"num_envs": num_envs}, "run": settings}
+    return merge(config, changes)
+
+
+def quiet_train(config: Config, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(config, **kwargs)
+
+
+def kill_at(monkeypatch, agent_steps: int) -> None:
+    """Makes the run die (mid driver step) when it collects its ``agent_steps``-th step."""
+    original = train_lib._Counters.on_step
+
+    def on_step(self, transition, worker):
+        original(self, transition, worker)
+        if self.agent_steps == agent_steps:
+            raise Killed
+
+    monkeypatch.setattr(train_lib._Counters, "on_step", on_step)
+
+
+def rows(run_dir):
+    return [{k: v for k, v in row.items() if k not in UNSTABLE} for row in read_metrics(run_dir)]
+
+
+def episode_hashes(run_dir) -> list[str]:
+    files, _ = list_episodes(run_dir / "replay")
+    digests = []
+    for file in files:
+        with np.load(file.path) as data:
+            digests.append(hashlib.sha1(b"".join(data[k].tobytes() for k in sorted(data))))
+    return sorted(d.hexdigest() for d in digests)
+
+
+def assert_equal_states(a, b, where=""):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), (where, a.keys(), b.keys())
+        for key in a:
+            assert_equal_states(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_equal_states(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+@pytest.mark.parametrize(
+    ("algo", "num_envs", "half", "kill"),
+    [
+        # killed after the checkpoint at 153, an episode file (204) and rows up to 225
+        ("planet", 1, HALF, 230),
+        ("dreamer_v3", 1, HALF, 230),
+        # two envs in lockstep end episodes at rounds 51, 102, ... = 102, 204, ... env steps;
+        # killed between the two envs' transitions of a step
+        ("dreamer_v3", 2, 204, 240),
+    ],
+)
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(
+    tmp_path, monkeypatch, uninterrupted, algo, num_envs, half, kill
+):
+    whole = uninterrupted(algo, num_envs)
+    config = make_config(tmp_path, "killed", algo, num_envs)
+    kill_at(monkeypatch, kill)
+    with pytest.raises(Killed):
+        quiet_train(config)
+    monkeypatch.undo()
+    killed = tmp_path / "killed"
+    state = load_checkpoint(killed / "checkpoint.pt")
+    assert state["exact"] and state["counters"]["agent_steps"] == half, state["counters"]
+    assert max(r["step"] for r in read_metrics(killed)) > half, "rows after the checkpoint"
+    assert len(list_episodes(killed / "replay")[0]) == 4
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an exact resume warns about nothing
+        train(config, resume=True)
+
+    assert_same_runs(whole, killed)
+
+
+def assert_same_runs(whole, resumed):
+    assert rows(resumed) == rows(whole)
+    assert [r["step"] for r in rows(resumed)] == sorted({r["step"] for r in rows(resumed)})
+    end_whole, end_resumed = (load_checkpoint(d / "checkpoint.pt") for d in (whole, resumed))
+    assert end_whole["counters"] == end_resumed["counters"]
+    assert_equal_states(end_whole["agent"], end_resumed["agent"], "agent")
+    assert end_whole["stats"] == end_resumed["stats"]
+    assert episode_hashes(resumed) == episode_hashes(whole), "replay files differ or repeat"
+    assert len(end_resumed["replay_episode_ids"]) == len(list_episodes(resumed / "replay")[0])
+
+
+def past_checkpoint(run_dir) -> bool:
+    """The half-way checkpoint exists and a metrics row after it was written."""
+    if not (run_dir / f"checkpoint-{HALF}.pt").exists():
+        return False
+    return any(row["step"] > HALF for row in read_metrics(run_dir))
+
+
+def test_sigkilled_process_resumes_exactly(tmp_path, uninterrupted):
+    whole = uninterrupted("planet")
+    run_dir = tmp_path / "killed"
+    args = [sys.executable, "-m", "rssm", "train", "--configs", "planet", "debug"]
+    args += ["--logdir", str(run_dir), "--run.steps", str(STEPS)]
+    args += ["--run.checkpoint_every", str(EVERY), "--run.log_every", "25"]
+    args += ["--run.eval_every", "100", "--run.video_every", "100", "--run.tensorboard", "false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not past_checkpoint(run_dir):
+        assert time.monotonic() < deadline, "no checkpoint after two minutes"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)  # mid-step, mid-write: wherever it is
+    _, stderr = process.communicate()
+    assert process.returncode in (-signal.SIGKILL, 0), stderr.decode()[-2000:]
+    if process.returncode == 0:  # a very fast machine: the kill came too late to matter
+        warnings.warn("the process finished before it was killed", stacklevel=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        train(make_config(tmp_path, "killed"), resume=True)
+    assert_same_runs(whole, run_dir)
+
+
+def test_last_checkpoints_are_kept_and_a_corrupt_one_is_skipped(tmp_path):
+    config = make_config(tmp_path, "run", checkpoint_every=50, keep_checkpoints=2, eval_every=0)
+    run_dir = quiet_train(config)
+    # due at 50, 100, ...: written at the episode ends 51, 102, 153, 204, 255 and at the end
+    assert [step for step, _ in numbered_checkpoints(run_dir)] == [255, 300]
+    assert (run_dir / "checkpoint.pt").samefile(run_dir / "checkpoint-300.pt")
+    assert not load_checkpoint(run_dir / "checkpoint.pt")["exact"], "the end is mid-episode"
+    for name in ("checkpoint.pt", "checkpoint-300.pt"):  # both damaged: fall back to 255
+        (run_dir / name).unlink()
+        (run_dir / name).write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning) as record:
+        path, state = load_latest_checkpoint(run_dir)
+    assert any("checkpoint-300.pt is corrupt" in str(w.message) for w in record), record
+    assert path.name == "checkpoint-255.pt" and state["exact"]
+
+    longer = merge(config, {"run": {"steps": 320}})
+    with pytest.warns(RuntimeWarning) as record:
+        train(longer, resume=True)
+    messages = [str(w.message) for w in record]
+    assert any("resuming from" in m and "checkpoint-255.pt" in m for m in messages), messages
+    assert not any("restart their episodes" in m for m in messages), "255 is an exact point"
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 320, "rows after 255 were not dropped"
+    assert [step for step, _ in numbered_checkpoints(run_dir)] == [306, 320]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["agent_steps"] == 320
+
+
+def test_temporary_files_are_never_resumed_from(tmp_path):
+    config = make_config(tmp_path, "run", steps=120, checkpoint_every=50, eval_every=0)
+    run_dir = quiet_train(config)
+    latest = (run_dir / "checkpoint.pt").read_bytes()
+    stale = [
+        run_dir / ".checkpoint-999.pt.abcd.tmp",  # a complete but never renamed checkpoint
+        run_dir / "checkpoint-999.pt.tmp",
+        run_dir / ".checkpoint.pt.efgh.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(latest)
+    (run_dir / "replay" / ".20260101T000000000000-0123.tmp").write_bytes(b"half an episode")
+    path, state = load_latest_checkpoint(run_dir)
+    assert path.name == "checkpoint.pt" and state["counters"]["agent_steps"] == 120
+    # killed between writing checkpoint-120.pt and pointing checkpoint.pt at it
+    (run_dir / "checkpoint.pt").unlink()  # a hard link to checkpoint-120.pt: do not write in it
+    shutil.copyfile(run_dir / "checkpoint-102.pt", run_dir / "checkpoint.pt")
+    path, state = load_latest_checkpoint(run_dir)
+    assert path.name == "checkpoint-120.pt" and state["counters"]["agent_steps"] == 120
+    quiet_train(merge(config, {"run": {"steps": 140}}), resume=True)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["agent_steps"] == 140
+    assert not list(run_dir.glob(".*.tmp")), "the resume removes its own stale temporary files"
+    assert not list((run_dir / "replay").glob(".*.tmp"))
+    assert stale[1].read_bytes() == latest, "a file it does not write is left alone"
+
+
+def test_no_checkpoint_at_all_is_an_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_latest_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_latest_checkpoint(tmp_path / "missing")
+
+
+def test_truncate_metrics_keeps_rows_up_to_the_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "a": s / 3}) for s in (0, 50, 100, 150)]
+    path.write_text("\n".join(lines) + '\n{"step": 200, "a"')  # a partial last line
+    assert truncate_metrics(tmp_path, 100) == 2
+    assert path.read_text() == "\n".join(lines[:3]) + "\n"
+    assert truncate_metrics(path, 100) == 0 and [r["step"] for r in read_metrics(path)] == [
+        0,
+        50,
+        100,
+    ]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ctrl_c_writes_an_inexact_checkpoint_that_resumes_with_a_warning(tmp_path, monkeypatch):
+    config = make_config(tmp_path, "run", steps=200, eval_every=0, video_every=0)
+    original = train_lib._Counters.on_step
+
+    def interrupt(self, transition, worker):
+        original(self, transition, worker)
+        if self.agent_steps == 120:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_lib._Counters, "on_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_train(config)
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (
+        not state["exact"] and state["replay"] is None and state["counters"]["agent_steps"] == 120
+    )
+    with pytest.warns(RuntimeWarning, match="restart their episodes"):
+        train(config, resume=True)
+    run_dir = tmp_path / "run"
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 200
+    ids = load_checkpoint(run_dir / "checkpoint.pt")["replay_episode_ids"]
+    assert sorted(ids) == sorted(f.episode_id for f in list_episodes(run_dir / "replay")[0])
