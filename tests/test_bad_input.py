@@ -408,8 +408,11 @@ def test_run_with_invalid_config_yaml(capsys, run_copy, tmp_path, command):
 
 
 def _damage_checkpoint(kind: str, run: Path) -> list[str]:
-    """Damages ``run``'s checkpoint (or its config) one way; returns fragments of the error."""
+    """Damages ``run``'s checkpoint (or its config) one way; returns fragments of the error.
+    The numbered checkpoints go, so that there is no good one to fall back to."""
     path = run / "checkpoint.pt"
+    for numbered in run.glob("checkpoint-*.pt"):
+        numbered.unlink()
     if kind == "truncated":
         truncate(path)
         return ["checkpoint.pt is corrupt or truncated", "restore it from a copy"]

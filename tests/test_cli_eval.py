@@ -38,7 +38,9 @@ def snapshot(directory) -> dict[str, bytes]:
 
 def copy_run(source, target, *, checkpoint: bytes | None = None):
     shutil.copytree(source, target)
-    if checkpoint is not None:
+    if checkpoint is not None:  # the only checkpoint: no numbered one to fall back to
+        for numbered in target.glob("checkpoint-*.pt"):
+            numbered.unlink()
         (target / "checkpoint.pt").write_bytes(checkpoint)
     return target
 
@@ -87,8 +89,9 @@ def _damage(kind: str, runs, tmp_path):
         return tmp_path / "empty", "holds no config.yaml", "rssm train"
     if kind == "no checkpoint":
         target = copy_run(run, tmp_path / "run")
-        (target / "checkpoint.pt").unlink()
-        return target, "no checkpoint at", "first checkpoint"
+        for path in target.glob("checkpoint*.pt"):
+            path.unlink()
+        return target, "no checkpoint in", "first one"
     if kind == "truncated":
         target = copy_run(run, tmp_path / "run", checkpoint=data[: len(data) * 2 // 3])
         return target, "corrupt or truncated", "checkpoint.pt"

@@ -26,7 +26,8 @@ from rssm.data import Driver
 from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
 from rssm.envs import EnvSpec, env_spec
 from rssm.models.encoder import denormalize_image
-from rssm.run.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from rssm.run.checkpoint import CheckpointError, check_compatible
+from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
 from rssm.run.train import CHECKPOINT_FILE, Config, make_agent, make_envs
 from rssm.run.video import open_loop_frames, write_video
 from rssm.types import RSSMState
@@ -80,13 +81,12 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
-    path = run_dir / CHECKPOINT_FILE
-    if not path.is_file():
+    if not (run_dir / CHECKPOINT_FILE).is_file() and not numbered_checkpoints(run_dir):
         raise FileNotFoundError(
             f"run directory {str(run_dir)!r} holds no {CHECKPOINT_FILE}; a run writes it every "
             "run.checkpoint_every env steps and when it ends"
         )
-    state = load_checkpoint(path)
+    path, state = load_latest_checkpoint(run_dir)  # checkpoint.pt, or the newest good one
     config = _checkpoint_config(path, state)
     if device is not None:
         config = config_lib.merge(config, {"run": {"device": device}})

@@ -25,7 +25,8 @@ import yaml
 from rssm import config as config_lib
 from rssm.data import Driver
 from rssm.envs import env_spec
-from rssm.run.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from rssm.run.checkpoint import CheckpointError, check_compatible
+from rssm.run.resume import load_latest_checkpoint
 
 __all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate"]
 
@@ -83,8 +84,7 @@ def evaluate(
     video_path, imageio = (None, None) if video is None else _video_backend(Path(video))
     run_dir = Path(run_dir)
     config = _load_config(train_lib, run_dir, device)
-    checkpoint = run_dir / train_lib.CHECKPOINT_FILE
-    state = load_checkpoint(checkpoint)
+    checkpoint, state = load_latest_checkpoint(run_dir)  # checkpoint.pt, or the newest good one
     seed = config.seed + train_lib.EVAL_SEED if seed is None else seed
     envs = train_lib.make_envs(config, 1, seed)
     driver = Driver(envs, seed=seed)

@@ -153,7 +153,7 @@ def load_latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, 
             error = error or bad
             continue
         if error is not None:
-            warnings.warn(f"{error}; resuming from {path} instead", RuntimeWarning, 2)
+            warnings.warn(f"{error}; using {path} instead", RuntimeWarning, 2)
         return path, state
     if best is not None:
         return best

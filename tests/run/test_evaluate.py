@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import warnings
 
@@ -134,7 +135,7 @@ def test_run_directory_errors(run_dir, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "config.yaml").write_bytes((run_dir / "config.yaml").read_bytes())
-    with pytest.raises(CheckpointNotFoundError, match="first checkpoint"):
+    with pytest.raises(CheckpointNotFoundError, match="first one"):
         evaluate(copy)
     (copy / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
@@ -158,3 +159,13 @@ def test_checkpoint_of_another_config_names_keys_and_shapes(run_dir, tmp_path):
     assert "another config" in message and "\n" not in message
     assert "model.rssm._gru.cell.weight_hh [48, 16] vs [72, 24]" in message, message
     assert "world_model.rssm.deter: 16 -> 24" in message, message
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_numbered_one(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)  # copies break the hard link of checkpoint.pt
+    assert list(copy.glob("checkpoint-*.pt"))
+    (copy / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="corrupt or truncated.*using .*checkpoint-"):
+        returns = evaluate(copy)
+    assert len(returns) == 1 and all(math.isfinite(r) for r in returns)
