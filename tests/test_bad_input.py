@@ -224,7 +224,7 @@ def test_logdir_that_holds_a_run_needs_resume(capsys, run_copy):
 def test_resume_with_changed_config_names_the_keys(capsys, run_copy):
     before = snapshot(run_copy)
     code, _, err = cli(capsys, *PLANET, "--logdir", "run", "--resume", "--planet.horizon", "4")
-    assert_error(code, err, "train", "planet.horizon: 3 -> 4", "only run.steps, run.device")
+    assert_error(code, err, "train", "planet.horizon: 3 -> 4", "only logdir, run.steps, run.device")
     assert snapshot(run_copy) == before
 
 
@@ -281,11 +281,6 @@ def test_read_only_logdir(capsys, tmp_path):
     assert_error(code, err, "train", str(parent / "run"), "permission denied")
 
 
-@pytest.mark.xfail(
-    reason="rssm/run/train.py: train(resume=True) on a missing logdir silently starts a new run "
-    "(documented there), so a mistyped --logdir with --resume trains from scratch",
-    strict=True,
-)
 def test_resume_of_missing_logdir_is_an_error(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     quick = ["--run.seed_episodes", "0", "--run.steps", "1"]  # today it trains: keep it short
@@ -294,11 +289,6 @@ def test_resume_of_missing_logdir_is_an_error(capsys, tmp_path, monkeypatch):
     assert not (tmp_path / "typo").exists()
 
 
-@pytest.mark.xfail(
-    reason="rssm/run/train.py compares config.logdir on resume (RESUMABLE_KEYS lacks it), so a "
-    "run directory that was moved or copied cannot be resumed",
-    strict=True,
-)
 def test_resume_of_a_moved_run(capsys, trained, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(trained, moved)
@@ -320,13 +310,10 @@ def test_resume_with_an_episode_of_another_layout_names_that_file(capsys, run_co
     assert snapshot(run_copy) == before
 
 
-@pytest.mark.xfail(
-    reason="rssm/run/train.py reads state['config'] of any checkpoint: one of rssm world-model "
-    "gives 'unknown config key run.env' instead of naming the kind of checkpoint",
-    strict=True,
-)
 def test_resume_from_a_world_model_checkpoint(capsys, run_copy):
     state = load_checkpoint(run_copy / "checkpoint.pt")
+    for numbered in run_copy.glob("checkpoint-*.pt"):  # nothing good to fall back to
+        numbered.unlink()
     save_checkpoint(
         run_copy / "checkpoint.pt",
         {"model": state["agent"]["model"], "config": {"run": {"env": "builtin:pointmass"}}},

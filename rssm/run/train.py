@@ -76,7 +76,7 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
-RESUMABLE_KEYS = ("run.steps", "run.device", "run.keep_checkpoints")
+RESUMABLE_KEYS = ("logdir", "run.steps", "run.device", "run.keep_checkpoints")
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -565,10 +565,28 @@ def _check_same_config(saved: Config, config: Config, where: Path) -> None:
         )
 
 
+def _saved_config(path: Path, state: dict[str, Any]) -> Config:
+    """The training config a checkpoint carries; a clear error for other checkpoints."""
+    hint = "(e.g. one of rssm world-model); resume only runs of rssm train"
+    if "agent" not in state or "counters" not in state or "config" not in state:
+        raise ValueError(f"checkpoint {path} was not written by rssm train {hint}")
+    try:
+        return config_lib.from_dict(Config, state["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"checkpoint {path} was not written by rssm train {hint}: {error}"
+        ) from None
+
+
 def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str, Any]] | None:
     """Checks the run directory; returns the checkpoint to resume from (path and contents), or
     None for a fresh run."""
     has_config = (run_dir / CONFIG_FILE).exists()
+    if resume and not run_dir.is_dir():
+        raise ValueError(
+            f"cannot resume {str(run_dir)!r}: the run directory does not exist; check --logdir, "
+            "or start a new run without --resume"
+        )
     if resume:
         try:
             path, state = load_latest_checkpoint(run_dir)
@@ -579,7 +597,7 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str,
                     "(the run stopped before its first one); delete it or choose another logdir"
                 ) from None
         else:
-            _check_same_config(config_lib.from_dict(Config, state["config"]), config, path)
+            _check_same_config(_saved_config(path, state), config, path)
             config_lib.save(config, run_dir / CONFIG_FILE)
             return path, state
     if has_config or (run_dir / CHECKPOINT_FILE).exists() or numbered_checkpoints(run_dir):
