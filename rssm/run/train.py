@@ -32,9 +32,9 @@ import math
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -42,10 +42,9 @@ import torch
 from tqdm import tqdm
 
 from rssm import config as config_lib
-from rssm.agents import AGENTS, DreamerConfig, PlanetConfig
+from rssm.agents import AGENTS
 from rssm.data import Driver, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
-from rssm.models import WorldModelConfig, world_model_config
 from rssm.run.checkpoint import CheckpointNotFoundError
 from rssm.run.logger import Logger
 from rssm.run.resume import (
@@ -57,6 +56,7 @@ from rssm.run.resume import (
     run_state,
     write_checkpoint,
 )
+from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig
 from rssm.run.video import open_loop_frames
 from rssm.run.when import Every, Ratio, updates_per_step
 
@@ -78,152 +78,6 @@ CONFIG_FILE = "config.yaml"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
 RESUMABLE_KEYS = ("logdir", "run.steps", "run.device", "run.keep_checkpoints")
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
-
-
-@dataclass
-class EnvConfig:
-    """Arguments of :func:`rssm.envs.make_env` and how many environments collect in lockstep.
-
-    Attributes:
-        name: ``"suite:id"``, e.g. ``builtin:pointmass``, ``dmc:walker-walk``.
-        action_repeat: each agent action is applied this many times (rewards summed).
-        image_size: height and width of the ``image`` observation.
-        time_limit: episode length in raw env steps (before action repeat); None: suite default.
-        num_envs: N environments stepped together by the collection driver.
-        options: further suite options passed to ``make_env`` (e.g. ``obs: both``).
-    """
-
-    name: str = "builtin:pointmass"
-    action_repeat: int = 1
-    image_size: int = 64
-    time_limit: int | None = None
-    num_envs: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "action_repeat", "image_size", "num_envs")
-
-
-@dataclass
-class ReplayConfig:
-    """Replay capacity (agent steps) and the batch shape ``[batch_size, length]`` of an update."""
-
-    capacity: int = 1_000_000
-    batch_size: int = 50
-    length: int = 50
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "capacity", "batch_size", "length")
-
-
-@dataclass
-class RunConfig:
-    """Schedules of the loop; every step count is in env steps (agent steps x action repeat).
-
-    Attributes:
-        steps: train until this many env steps have been collected (seed episodes included).
-        seed_episodes: episodes collected with the uniform random policy before training.
-        train_every: every this many env steps, run ``train_steps`` updates (PlaNet: one episode).
-        train_steps: updates per ``train_every``.
-        train_ratio: replayed rows per collected row (agent step); when set it wins over
-            ``train_every``/``train_steps``: each agent step earns
-            ``train_ratio / (batch_size * length)`` updates, seed episodes included.
-        eval_every: evaluate with the ``eval`` policy on a separate env (0: never).
-        eval_episodes: episodes per evaluation.
-        log_every: write the averaged metrics every this many env steps (and at the end).
-        checkpoint_every: write a checkpoint at the first step after each multiple of this at
-            which every environment has just finished an episode (an exact resume point), or
-            this many env steps later regardless (``exact: False``); also at the end of the run.
-        keep_checkpoints: how many ``checkpoint-<env_step>.pt`` files are kept (the oldest are
-            deleted); ``checkpoint.pt`` is always the newest.
-        video_every: log an open-loop prediction video from a replay batch (0: never).
-        video_context: observed rows before the open-loop prediction (at most ``length - 1``).
-        device: torch device of the agent.
-        precision: ``bfloat16`` runs the agent's losses under autocast (opt-in; a GPU setting,
-            slower on CPUs without bf16 instructions).
-        compile: compile the agent's building blocks with ``torch.compile`` (opt-in; the first
-            updates take minutes).
-        max_nonfinite: stop the run after this many updates in a row were skipped for a
-            non-finite loss or gradient (each skip is counted in ``train/nonfinite`` and warned
-            about); the last checkpoint is kept as it was.
-        tensorboard: also write TensorBoard events (when installed).
-    """
-
-    steps: int = 100_000
-    seed_episodes: int = 5
-    train_every: int = 1000
-    train_steps: int = 100
-    train_ratio: float | None = None
-    eval_every: int = 10_000
-    eval_episodes: int = 1
-    log_every: int = 1000
-    checkpoint_every: int = 10_000
-    keep_checkpoints: int = 3
-    video_every: int = 10_000
-    video_context: int = 5
-    device: str = "cpu"
-    precision: Literal["float32", "bfloat16"] = "float32"
-    compile: bool = False
-    max_nonfinite: int = 20
-    tensorboard: bool = True
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "video_context", "max_nonfinite", "keep_checkpoints")
-        for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
-            _check_non_negative(self, name)
-        for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):
-            _check_non_negative(self, name)
-        if self.train_ratio is not None and not (
-            math.isfinite(self.train_ratio) and self.train_ratio >= 0
-        ):
-            raise ValueError(f"run.train_ratio must be finite and >= 0, got {self.train_ratio}")
-
-
-@dataclass
-class Config:
-    """Everything that defines a training run (presets: ``planet``, ``debug``).
-
-    Attributes:
-        agent: a key of :data:`rssm.agents.AGENTS`.
-        seed: seeds the model, the planner, the environments and replay sampling.
-        logdir: the run directory.
-        env, replay, run: see their classes.
-        world_model: the agent's world model (``world_model=`` of the agent constructor).
-        planet: the PlaNet agent's settings (``config=`` of :class:`~rssm.agents.PlanetAgent`).
-        dreamer: the Dreamer agent's settings (``config=`` of :class:`~rssm.agents.DreamerAgent`).
-
-    The agent receives the section named like it (``planet`` or ``dreamer``); so any behaviour
-    runs on any world model: ``--configs dreamer_v3 --agent planet`` plans with CEM on the
-    categorical V3 model, ``--configs dreamer_v1 planet --agent dreamer`` learns the actor-critic
-    on PlaNet's Gaussian model.
-    """
-
-    agent: Literal["dreamer", "planet", "random"] = "planet"
-    seed: int = 0
-    logdir: str = "runs/default"
-    env: EnvConfig = field(default_factory=EnvConfig)
-    world_model: WorldModelConfig = field(default_factory=lambda: world_model_config("planet"))
-    planet: PlanetConfig = field(default_factory=PlanetConfig)
-    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-
-def _check_positive(section: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"{type(section).__name__}.{name} must be a positive int, got {value!r}"
-            )
-
-
-def _check_non_negative(section: Any, name: str) -> None:
-    value = getattr(section, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(
-            f"{type(section).__name__}.{name} must be an int >= 0 (0 = never), got {value!r}"
-        )
 
 
 # ------------------------------------------------------------------------------------ parts
