@@ -68,23 +68,15 @@ def build(name: str, device: torch.device, horizon: int) -> DreamerAgent:
 
 def behaviour_update(agent: DreamerAgent, start, start_cont) -> None:
     """The actor-critic half of ``train_step`` on fixed start states."""
-    behavior = agent.behavior
-    losses = behavior.loss(agent.model, start, start_cont)
-    agent.actor_opt.zero_grad(set_to_none=True)
-    agent.critic_opt.zero_grad(set_to_none=True)
-    losses.actor.backward(inputs=list(behavior.actor.parameters()))
-    losses.critic.backward(inputs=list(behavior.critic.parameters()))
-    agent.actor_opt.step()
-    agent.critic_opt.step()
-    behavior.update_slow_critic()
+    losses = agent.behavior.loss(agent.model, start, start_cont)
+    agent.actor_opt.step(losses.actor, only_own=True)
+    agent.critic_opt.step(losses.critic, only_own=True)
+    agent.behavior.update_slow_critic()
 
 
 def model_update(agent: DreamerAgent, batch: dict[str, Any]) -> None:
-    output = agent.model.loss(batch)
-    agent.model_opt.zero_grad(set_to_none=True)
-    output.loss.backward()
-    torch.nn.utils.clip_grad_norm_(agent.model.parameters(), agent.config.model_clip)
-    agent.model_opt.step()
+    """The world-model half of ``train_step``."""
+    agent.model_opt.step(agent.model.loss(batch).loss)
 
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""The benchmark scripts run end to end on tiny settings (their numbers come from real runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+def test_learn_writes_curves_for_each_seed(tmp_path, capsys):
+    import learn
+
+    out = tmp_path / "learn.json"
+    learn.main([
+        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+        "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--seeds", "0", "1",
+        "--out", str(tmp_path / "runs"), "--json", str(out),
+    ])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    for run in report["runs"]:
+        assert [p["step"] for p in run["points"]] == [100, 200]
+        assert all(p["eval_return"] is not None and p["time"] >= 0 for p in run["points"])
+    table = capsys.readouterr().out
+    assert "| env steps | eval return |" in table and "| 200 |" in table
+    # a second call resumes the finished runs instead of training again
+    again = learn.main([*sys.argv[:0], "--label", "smoke", "--configs", "planet", "debug",
+                        "--env", "builtin:pointmass", "--steps", "200", "--eval-every", "100",
+                        "--seeds", "0", "--out", str(tmp_path / "runs"), "--report"])  # fmt: skip
+    assert again[0]["points"] == report["runs"][0]["points"]
+
+
+def test_train_step_measures_a_full_update(tmp_path):
+    import train_step
+
+    out = tmp_path / "step.json"
+    train_step.main([
+        "--agents", "v3_xs", "--batch", "2", "--length", "8", "--horizon", "2",
+        "--repeats", "1", "--warmup", "0", "--json", str(out),
+    ])  # fmt: skip
+    agent = json.loads(out.read_text())["agents"][0]
+    assert agent["agent"] == "v3_xs" and agent["actor_grad"] == "dynamics"
+    assert agent["median_s"] > 0 and agent["world_model_s"] > 0 and agent["actor_critic_s"] > 0
+    assert agent["flops"] > 0
