@@ -26,12 +26,16 @@ details and the cases that are not exact (``exact: False`` in the checkpoint, wa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import signal
+import threading
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -498,12 +502,13 @@ def train(config: Config, *, resume: bool = False) -> Path:
     logger = Logger(run_dir, tensorboard=config.run.tensorboard)
     bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
     try:
-        if counters.agent_steps == 0 and config.run.seed_episodes:
-            spec = parts.spec
-            driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
-                   episodes=config.run.seed_episodes)  # fmt: skip
-            driver.reset()  # with several envs, the agent starts every env at an episode start
-        _loop(parts, run_dir, _Reporter(parts, logger, bar))
+        with _deferred_interrupt() as interrupted:
+            if counters.agent_steps == 0 and config.run.seed_episodes:
+                spec = parts.spec
+                driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
+                       episodes=config.run.seed_episodes)  # fmt: skip
+                driver.reset()  # with several envs, the agent starts every env at an episode start
+            _loop(parts, run_dir, _Reporter(parts, logger, bar), interrupted)
     except KeyboardInterrupt:
         _checkpoint(run_dir, parts, exact=False)
         raise
@@ -516,7 +521,31 @@ def train(config: Config, *, resume: bool = False) -> Path:
     return run_dir
 
 
-def _loop(parts: _Parts, run_dir: Path, report: _Reporter) -> None:
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C (SIGINT) only sets a flag, which the loop checks between steps, so the
+    interrupt lands at a safe point and never inside a write, a ``__del__`` or a callback (where
+    Python would swallow it); a second Ctrl-C interrupts at once. Outside the main thread signals
+    cannot be caught, and the flag stays False."""
+    requested = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: requested[0]
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested[0]:
+            raise KeyboardInterrupt
+        requested[0] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: requested[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _loop(parts: _Parts, run_dir: Path, report: _Reporter, interrupted: Callable[[], bool]) -> None:
     """Train, report, checkpoint and collect one step until ``run.steps``.
 
     A due checkpoint waits (``due``) for a step at which every environment has just finished an
@@ -528,6 +557,8 @@ def _loop(parts: _Parts, run_dir: Path, report: _Reporter) -> None:
     explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
     due: int | None = None
     while True:
+        if interrupted():
+            raise KeyboardInterrupt
         _train(parts)
         done = counters.env_steps >= config.run.steps
         report(final=done)
