@@ -275,7 +275,12 @@ def test_ctrl_c_writes_a_checkpoint_that_loads_and_evaluates(tmp_path, capsys):
     first = load_checkpoint(logdir / "checkpoint.pt")["counters"]["agent_steps"]
     time.sleep(0.5)  # let it collect a few more steps than the first checkpoint holds
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # never leave a training process behind
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, stderr.decode()
     assert "interrupted" in stderr.decode() and "Traceback" not in stderr.decode()
     state = load_checkpoint(logdir / "checkpoint.pt")
