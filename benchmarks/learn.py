@@ -173,6 +173,11 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         "of the eval policy on held-out env seeds; train return = mean of the training episodes "
         "since the previous eval.  ",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        *(
+            ["", "Table rebuilt with `--report` from the finished run directories; without it the "
+             "same command trains them."]
+            if args.report else []
+        ),  # fmt: skip
         "",
         "| env steps | eval return | train return | wall clock (min) |",
         "|---|---|---|---|",
