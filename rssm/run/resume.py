@@ -138,10 +138,9 @@ def load_latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, 
     candidates = numbered_checkpoints(run_dir)
     try:
         state = load_checkpoint(latest)
-    except CheckpointNotFoundError:
-        pass
-    except CheckpointError as bad:
-        error = bad
+    except CheckpointError as bad:  # missing (the numbered ones may remain) or unreadable
+        if not isinstance(bad, CheckpointNotFoundError):
+            error = bad
     else:
         best = (latest, state)
         candidates = [(step, p) for step, p in candidates if step > checkpoint_step(state)]
