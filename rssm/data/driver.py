@@ -255,3 +255,21 @@ class RandomPolicy:
         else:
             action = self._rng.uniform(-1.0, 1.0, (num, self.action_dim)).astype(np.float32)
         return carry, action
+
+
+def record_episodes(driver: Driver, policy: Any, episodes: int) -> list[dict[str, np.ndarray]]:
+    """Runs ``driver`` with ``policy`` for ``episodes`` finished episodes and returns the first
+    ``episodes`` of them as dicts of ``[L, ...]`` arrays (one row per step, DESIGN.md §3)."""
+    finished: list[dict[str, np.ndarray]] = []
+    current: dict[int, list[dict[str, Any]]] = {}
+
+    def record(transition: dict[str, Any], worker: int) -> None:
+        steps = current.setdefault(worker, [])
+        steps.append(transition)
+        if transition["is_last"]:
+            finished.append({k: np.stack([step[k] for step in steps]) for k in steps[0]})
+            steps.clear()
+
+    driver.on_step(record)
+    driver(policy, episodes=episodes)
+    return finished[:episodes]

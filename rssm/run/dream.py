@@ -22,7 +22,7 @@ from torch import Tensor
 
 from rssm import config as config_lib
 from rssm.behavior.planner import cem, shift_plan
-from rssm.data import Driver
+from rssm.data import Driver, record_episodes
 from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
 from rssm.envs import EnvSpec, env_spec
 from rssm.models.encoder import denormalize_image
@@ -172,21 +172,10 @@ def collect_episodes(run: LoadedRun, count: int, seed: int | None) -> list[dict[
     """``count`` episodes of the agent's ``eval`` policy in a fresh env, as ``{key: [L, ...]}``."""
     seed = run.config.seed + _COLLECT_SEED if seed is None else seed
     driver = Driver(make_envs(run.config, 1, seed), seed=seed)
-    finished: list[dict[str, np.ndarray]] = []
-    current: list[dict[str, Any]] = []
-
-    def record(transition: dict[str, Any], worker: int) -> None:
-        current.append(transition)
-        if transition["is_last"]:
-            finished.append({k: np.stack([step[k] for step in current]) for k in current[0]})
-            current.clear()
-
-    driver.on_step(record)
     try:
-        driver(functools.partial(run.agent.policy, mode="eval"), episodes=count)
+        return record_episodes(driver, functools.partial(run.agent.policy, mode="eval"), count)
     finally:
         driver.close()
-    return finished[:count]
 
 
 def run_episodes(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rssm.data import Driver, RandomPolicy, Replay
+from rssm.data import Driver, RandomPolicy, Replay, record_episodes
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
 
@@ -119,19 +119,10 @@ def collect_episodes(
     env = make_env(env_name, seed=seed, **(env_options or {}))
     spec = env_spec(env)
     driver = Driver([env], seed=seed)
-    finished: list[dict[str, np.ndarray]] = []
-    current: list[dict[str, Any]] = []
-
-    def record(transition: dict[str, Any], worker: int) -> None:
-        current.append(transition)
-        if transition["is_last"]:
-            finished.append({k: np.stack([step[k] for step in current]) for k in current[0]})
-            current.clear()
-
-    driver.on_step(record)
-    driver(RandomPolicy(spec.action_dim, spec.discrete, seed=seed), episodes=episodes)
-    driver.close()
-    return finished[:episodes]
+    try:
+        return record_episodes(driver, RandomPolicy(spec.action_dim, spec.discrete, seed), episodes)
+    finally:
+        driver.close()
 
 
 def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
