@@ -11,7 +11,11 @@ docs/results.md named after the task and ``--label``.
         --steps 80000 --eval-every 10000 --seeds 0 --json bench_learn_planet.json --results
 
 A run directory that already exists is resumed from its checkpoint (``--fresh`` deletes it
-first); ``--report`` only rebuilds the table and JSON from finished run directories.
+first); ``--report`` only rebuilds the table and JSON from finished run directories (their
+settings come from each run's saved ``config.yaml``, so later preset edits do not change them).
+``--minutes M`` gives every run a wall-clock budget (``run.max_minutes``): a run stops at the
+first episode end after M minutes, or at ``--steps``, whichever comes first, and is evaluated
+there; the table says where each seed stopped.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/learn"))
+    parser.add_argument(
+        "--minutes", type=float, default=None,
+        help="wall-clock budget of each run (run.max_minutes); --steps is then an upper bound",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
     parser.add_argument("--fresh", action="store_true", help="delete existing run directories")
@@ -97,6 +105,7 @@ def make_config(args: argparse.Namespace, seed: int) -> Config:
             "run.steps": args.steps,
             "run.eval_every": args.eval_every,
             "run.eval_episodes": args.eval_episodes,
+            "run.max_minutes": args.minutes,
         }
     )
     return config_lib.apply_overrides(config, overrides)
@@ -142,7 +151,24 @@ def curve(directory: Path, seed: int) -> dict[str, Any]:
             offset = last
         point["time"] += offset
         last = point["time"]
-    return {"seed": seed, "logdir": str(directory), "points": points}
+    last = rows[-1] if rows else {}
+    return {
+        "seed": seed,
+        "logdir": str(directory),
+        "points": points,
+        "stopped_at": last.get("step"),
+        "updates": last.get("train/updates"),
+    }
+
+
+def saved_settings(args: argparse.Namespace, runs: list[dict[str, Any]]) -> Config:
+    """The first run's saved ``config.yaml`` (what it really ran with); the presets as they
+    are now only when no run directory holds one."""
+    for run in runs:
+        path = Path(run["logdir"]) / "config.yaml"
+        if path.is_file():
+            return config_lib.from_dict(Config, yaml.safe_load(path.read_text(encoding="utf-8")))
+    return make_config(args, args.seeds[0])
 
 
 def _fmt(values: list[float]) -> str:
@@ -154,11 +180,12 @@ def _fmt(values: list[float]) -> str:
 
 
 def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) -> str:
-    config = make_config(args, args.seeds[0])
+    config = saved_settings(args, runs)
     settings = {
         key: value
         for key, value in config_lib.flatten(config).items()
         if key.startswith(("agent", "env.", "replay.", "run.train", "run.seed_episodes"))
+        or key == "run.max_minutes"
         or key.startswith((f"{config.agent}.",))
     }
     steps = sorted({p["step"] for run in runs for p in run["points"]})
@@ -172,7 +199,10 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         f"{', '.join(map(str, args.seeds))}; eval return = mean of {args.eval_episodes} episodes "
         "of the eval policy on held-out env seeds; train return = mean of the training episodes "
         "since the previous eval.  ",
-        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "  ",
+        "Stopped at (env steps, updates): "
+        + ", ".join(f"seed {r['seed']}: {r['stopped_at']}, {r['updates']}" for r in runs)
+        + (f" (wall-clock budget {args.minutes:g} min per run)" if args.minutes else ""),
         *(
             ["", "Table rebuilt with `--report` from the finished run directories; without it the "
              "same command trains them."]
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "configs": args.configs,
             "set": dict(args.set),
             "steps": args.steps,
+            "minutes": args.minutes,
             "seeds": args.seeds,
             "runs": runs,
         }

@@ -30,13 +30,32 @@ def test_learn_writes_curves_for_each_seed(tmp_path, capsys):
     for run in report["runs"]:
         assert [p["step"] for p in run["points"]] == [100, 200]
         assert all(p["eval_return"] is not None and p["time"] >= 0 for p in run["points"])
+    assert [(run["stopped_at"], run["updates"] > 0) for run in report["runs"]] == [(200, True)] * 2
     table = capsys.readouterr().out
     assert "| env steps | eval return |" in table and "| 200 |" in table
+    assert "seed 0: 200," in table
     # a second call resumes the finished runs instead of training again
     again = learn.main([*sys.argv[:0], "--label", "smoke", "--configs", "planet", "debug",
                         "--env", "builtin:pointmass", "--steps", "200", "--eval-every", "100",
                         "--seeds", "0", "--out", str(tmp_path / "runs"), "--report"])  # fmt: skip
     assert again[0]["points"] == report["runs"][0]["points"]
+
+
+def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsys):
+    import learn
+
+    runs = learn.main([
+        "--label", "budget", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+        "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--seeds", "0",
+        "--out", str(tmp_path / "runs"), "--minutes", "1e-9",
+    ])  # fmt: skip
+    # The budget is spent at once: the run stops at the end of the seed episode and is
+    # evaluated there.
+    (run,) = runs
+    assert run["stopped_at"] < 200 and [p["step"] for p in run["points"]] == [run["stopped_at"]]
+    table = capsys.readouterr().out
+    assert f"seed 0: {run['stopped_at']}," in table and "wall-clock budget 1e-09 min" in table
+    assert "`run.max_minutes=1e-09`" in table
 
 
 def test_train_step_measures_a_full_update(tmp_path):

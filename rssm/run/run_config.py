@@ -81,6 +81,11 @@ class RunConfig:
         max_nonfinite: stop the run after this many updates in a row were skipped for a
             non-finite loss or gradient (each skip is counted in ``train/nonfinite`` and warned
             about); the last checkpoint is kept as it was.
+        max_minutes: a wall-clock budget for this invocation (a resumed run starts a new one):
+            once spent, the run stops at the next step at which every environment has just
+            finished an episode (or ``checkpoint_every`` env steps later), evaluates the policy
+            there (when ``eval_every`` is set) and writes its checkpoint; ``--resume`` goes on
+            from there. ``None``: no limit.
         tensorboard: also write TensorBoard events (when installed).
     """
 
@@ -100,10 +105,16 @@ class RunConfig:
     precision: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     max_nonfinite: int = 20
+    max_minutes: float | None = None
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
         _check_positive(self, "video_context", "max_nonfinite", "keep_checkpoints")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(
+                f"RunConfig.max_minutes must be a positive number of minutes (null: no limit), "
+                f"got {self.max_minutes!r}"
+            )
         for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
             _check_non_negative(self, name)
         for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):

@@ -80,7 +80,7 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
-RESUMABLE_KEYS = ("logdir", "run.steps", "run.device", "run.keep_checkpoints")
+RESUMABLE_KEYS = ("logdir", "run.steps", "run.device", "run.keep_checkpoints", "run.max_minutes")
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -356,13 +356,16 @@ class _Reporter:
         self.parts, self.logger, self.bar = parts, logger, bar
         self.clock = (time.perf_counter(), parts.counters.env_steps)
 
-    def __call__(self, final: bool) -> None:
+    def __call__(self, final: bool, evaluate: bool = False) -> None:
+        """``final``: the run ends here (log now); ``evaluate``: also evaluate off schedule
+        (a run stopped by its wall-clock budget)."""
         parts, logger = self.parts, self.logger
         counters, schedules, config = parts.counters, parts.schedules, parts.config
         step = counters.env_steps
         self.bar.update(step - self.bar.n)
         wrote = False
-        if schedules.eval(step) and config.run.eval_episodes:
+        scheduled = schedules.eval(step)
+        if (scheduled or (evaluate and config.run.eval_every)) and config.run.eval_episodes:
             episodes = _evaluate(
                 parts.agent, parts.eval_driver, parts.eval_episodes, config.run.eval_episodes
             )
@@ -556,13 +559,21 @@ def _loop(parts: _Parts, run_dir: Path, report: _Reporter, interrupted: Callable
     config, counters, driver = parts.config, parts.counters, parts.driver
     explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
     due: int | None = None
+    budget = _Budget(config.run.max_minutes, config.run.checkpoint_every)
     while True:
         if interrupted():
             raise KeyboardInterrupt
         _train(parts)
         done = counters.env_steps >= config.run.steps
-        report(final=done)
-        if done:
+        spent = not done and budget.spent(counters.env_steps, driver.between_episodes)
+        report(final=done or spent, evaluate=spent)
+        if spent:
+            warnings.warn(
+                f"stopped at env step {counters.env_steps} of {config.run.steps}: the wall-clock "
+                f"budget run.max_minutes={config.run.max_minutes} is spent; --resume goes on",
+                stacklevel=2,
+            )
+        if done or spent:
             return
         if parts.schedules.checkpoint(counters.env_steps) and due is None:
             due = counters.env_steps
@@ -572,6 +583,23 @@ def _loop(parts: _Parts, run_dir: Path, report: _Reporter, interrupted: Callable
             _checkpoint(run_dir, parts, exact)
             due, carry = None, None if exact else carry
         carry = driver(explore, steps=1, carry=carry)
+
+
+class _Budget:
+    """``run.max_minutes`` of wall clock from the start of this invocation; once spent, the
+    run stops at the next episode boundary of every env, or ``grace`` env steps later."""
+
+    def __init__(self, minutes: float | None, grace: int) -> None:
+        self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+        self.grace = grace
+        self.since: int | None = None  # env step at which the budget was found spent
+
+    def spent(self, step: int, between_episodes: bool) -> bool:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        if self.since is None:
+            self.since = step
+        return between_episodes or step - self.since >= self.grace
 
 
 def _exact(parts: _Parts) -> bool:

@@ -286,3 +286,27 @@ def test_ctrl_c_writes_an_inexact_checkpoint_that_resumes_with_a_warning(tmp_pat
     assert steps == sorted(set(steps)) and steps[-1] == 200
     ids = load_checkpoint(run_dir / "checkpoint.pt")["replay_episode_ids"]
     assert sorted(ids) == sorted(f.episode_id for f in list_episodes(run_dir / "replay")[0])
+
+
+def test_wall_clock_budget_stops_at_an_episode_end_with_an_eval_and_resumes(tmp_path):
+    # A budget of a nanosecond is spent at once: the run stops at the end of the seed episode
+    # (env step 51), evaluates there, checkpoints exactly, and --resume goes on to run.steps.
+    config = make_config(tmp_path, "run", steps=200, eval_every=100, max_minutes=1e-9)
+    with pytest.warns(UserWarning, match=r"stopped at env step 51 of 200.*max_minutes"):
+        train(config)
+    run_dir = tmp_path / "run"
+    rows = read_metrics(run_dir)
+    assert rows[-1]["step"] == 51 and rows[-1]["eval/return"] is not None
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["exact"] and state["counters"]["agent_steps"] == 51
+    # Another budget on resume is allowed (a resumable key); no budget runs to the end.
+    quiet_train(merge(config, {"run": {"max_minutes": None}}), resume=True)
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 200
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["agent_steps"] == 200
+
+
+@pytest.mark.parametrize("minutes", [0, -1.0])
+def test_wall_clock_budget_must_be_positive(minutes):
+    with pytest.raises(ValueError, match="max_minutes must be a positive number"):
+        merge(load_presets(Config, ["planet", "debug"]), {"run": {"max_minutes": minutes}})
