@@ -296,11 +296,6 @@ def test_resume_of_a_moved_run(capsys, trained, tmp_path):
     assert code == 0, err
 
 
-@pytest.mark.xfail(
-    reason="rssm/run/train.py + rssm/data: the resumed replay takes the layout of the first "
-    "episode file it reads, so the error blames the run's own episodes, not the foreign file",
-    strict=True,
-)
 def test_resume_with_an_episode_of_another_layout_names_that_file(capsys, run_copy):
     foreign = episode_files(run_copy)[0]
     set_image_size(foreign, 32)

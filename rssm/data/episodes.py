@@ -19,6 +19,7 @@ import re
 import uuid
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +42,10 @@ class EpisodeFile(NamedTuple):
 
 class CorruptEpisodeError(ValueError):
     """An episode file cannot be read (truncated, not a zip, inconsistent lengths)."""
+
+
+class EpisodeLayoutError(ValueError):
+    """An episode file is readable but holds other keys, shapes or dtypes than expected."""
 
 
 def episode_filename(episode_id: str, length: int) -> str:
@@ -186,29 +191,50 @@ def newest_that_fit(files: list[EpisodeFile], capacity: int) -> list[EpisodeFile
 
 
 def check_layouts(
-    files: list[EpisodeFile], layout: Layout | None
+    files: list[EpisodeFile],
+    layout: Layout | None,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[Layout, list[EpisodeFile]]:
-    """Check every file's header against ``layout`` (or the first file's when ``None``).
+    """Check every file's header against ``layout``; when it is ``None``, against the layout
+    that most files share (the first file's on a tie), so that the error names the odd file out.
+    ``shapes`` gives some keys' per-step shapes up front (e.g. the observation space's), which
+    every file must have as well.
 
     Returns:
         The layout and the readable files; unreadable ones are skipped with a ``RuntimeWarning``.
 
     Raises:
-        ValueError: A file has other keys, shapes or dtypes; it names the key and both layouts.
+        EpisodeLayoutError: A file has other keys, shapes or dtypes; it names the file, the key
+            and both layouts.
     """
-    readable = []
+    found: list[tuple[EpisodeFile, Layout]] = []
     for file in files:
         try:
-            found, _ = read_layout(file.path)
+            found.append((file, read_layout(file.path)[0]))
         except CorruptEpisodeError as error:
             warnings.warn(f"skipping corrupt episode: {error}", RuntimeWarning, stacklevel=3)
-            continue
-        layout = found if layout is None else layout
-        problem = layout_mismatch(layout, found)
+    if layout is None and found:
+        votes = Counter(_layout_key(each) for _, each in found)
+        best = max(votes.values())
+        layout = next(each for _, each in found if votes[_layout_key(each)] == best)
+    for file, each in found:
+        problem = _shape_mismatch(shapes or {}, each) or layout_mismatch(layout, each)
         if problem is not None:
-            raise ValueError(
+            raise EpisodeLayoutError(
                 f"episode file {file.path} does not match this replay: {problem}. Nothing "
                 "was loaded; load that directory into a replay of the same observation layout"
             )
-        readable.append(file)
-    return layout or {}, readable
+    return layout or {}, [file for file, _ in found]
+
+
+def _shape_mismatch(shapes: Mapping[str, tuple[int, ...]], found: Layout) -> str | None:
+    for key, shape in shapes.items():
+        if key not in found:
+            return f"key {key!r} is missing"
+        if tuple(found[key][0]) != tuple(shape):
+            return f"key {key!r} has shape {tuple(found[key][0])}, expected {tuple(shape)}"
+    return None
+
+
+def _layout_key(layout: Layout) -> tuple:
+    return tuple(sorted((k, tuple(shape), np.dtype(dtype).str) for k, (shape, dtype) in layout.items()))

@@ -388,20 +388,27 @@ class Replay:
         self._files.append([written.episode_id, worker, first, len(slots)])
 
     def load(
-        self, directory: str | os.PathLike | None = None, *, ids: Iterable[str] | None = None
+        self,
+        directory: str | os.PathLike | None = None,
+        *,
+        ids: Iterable[str] | None = None,
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
     ) -> int:
         """Load episode files that this replay does not hold yet.
 
         Args:
             directory: Directory of ``.npz`` episodes; defaults to the replay's ``directory``.
             ids: Only load episodes with these ids (e.g. the ones known at a checkpoint).
+            shapes: per-step shapes of some keys (e.g. the observation space's) that every
+                file must have; a file that differs is named in the error.
 
         Returns:
             Number of episodes loaded.
 
         Raises:
-            ValueError: An episode's keys, shapes or dtypes differ from the replay's (or from the
-                first episode's when the replay is empty); nothing is loaded then.
+            EpisodeLayoutError: An episode's keys, shapes or dtypes differ from the replay's (or
+                from most episodes' when the replay is empty) or from ``shapes``; nothing is
+                loaded then.
         """
         directory = self.directory if directory is None else Path(directory)
         if directory is None:
@@ -415,7 +422,7 @@ class Replay:
             for f in files
             if f.episode_id not in self._known and (wanted is None or f.episode_id in wanted)
         ]
-        layout, files = check_layouts(newest_that_fit(files, self.capacity), self._layout)
+        layout, files = check_layouts(newest_that_fit(files, self.capacity), self._layout, shapes)
         own = self.directory is not None and directory.resolve() == self.directory.resolve()
         loaded = 0
         for file in files:
@@ -555,6 +562,7 @@ class Replay:
                     f"cannot rebuild the replay: episode {episode_id} ({length} steps) is not in "
                     f"{self.directory}; resume from a state with data or load() the directory"
                 )
+            check_layouts([file], self._layout)  # names the file of another layout
             episode = read_episode(file.path, self._layout)
             offsets = length - len(slots) + np.arange(len(slots))  # evicted steps come first
             if worker == _LOADED and "is_first" in episode:

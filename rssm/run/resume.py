@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import torch
 
 from rssm.data import Driver, Replay
-from rssm.data.episodes import list_episodes
+from rssm.data.episodes import EpisodeLayoutError, list_episodes
 from rssm.run.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -205,6 +205,7 @@ class RunParts(Protocol):
     schedules: _Stateful
     stats: _Stateful
     config: Any  # with ``run.device``
+    spec: Any  # the env's EnvSpec (``obs_space``: a gymnasium Dict space)
 
 
 def run_state(parts: RunParts, exact: bool) -> dict[str, Any]:
@@ -260,6 +261,8 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
     if exact:
         try:
             parts.replay.load_state_dict(state["replay"])
+        except EpisodeLayoutError:
+            raise  # a foreign file in the run's replay: loading the episodes would fail too
         except (ValueError, OSError) as error:
             exact = False
             warnings.warn(f"{path}: {error}; loading its episodes instead", RuntimeWarning, 3)
@@ -271,4 +274,7 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
             RuntimeWarning,
             3,
         )
-        parts.replay.load(ids=state["replay_episode_ids"])
+        spaces = parts.spec.obs_space.spaces
+        parts.replay.load(
+            ids=state["replay_episode_ids"], shapes={k: v.shape for k, v in spaces.items()}
+        )

@@ -256,6 +256,7 @@ def _build(config: Config, run_dir: Path, resume: bool) -> _Parts:
         discard_after(
             run_dir, parts.counters.env_steps, state[1]["replay_episode_ids"], run_dir / "replay"
         )
+        config_lib.save(config, run_dir / CONFIG_FILE)  # resumable keys may have changed
     elif isinstance(parts.schedules.train, Ratio):
         parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates too
     parts.driver.on_step(parts.replay.add)
@@ -459,8 +460,7 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str,
                 ) from None
         else:
             _check_same_config(_saved_config(path, state), config, path)
-            config_lib.save(config, run_dir / CONFIG_FILE)
-            return path, state
+            return path, state  # config.yaml is rewritten once the state is restored
     if has_config or (run_dir / CHECKPOINT_FILE).exists() or numbered_checkpoints(run_dir):
         raise ValueError(
             f"logdir {str(run_dir)!r} already holds a run; pass resume=True (--resume) to continue "

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rssm.data import Replay
-from rssm.data.episodes import list_episodes
+from rssm.data.episodes import EpisodeLayoutError, list_episodes
 
 KEYS = ("image", "state", "reward", "is_first", "is_last", "is_terminal", "action")
 
@@ -160,3 +160,20 @@ def test_episode_evicted_before_it_ends_is_not_saved(tmp_path):
     assert list_episodes(tmp_path)[0] == []
     add_episode(replay, 0, 10, 3)
     assert [f.length for f in list_episodes(tmp_path)[0]] == [3]
+
+
+def test_empty_replay_names_the_odd_file_out_and_checks_given_shapes(tmp_path):
+    # The odd file is the oldest, so it is read first: the layout most files share wins.
+    add_episode(Replay(100, directory=tmp_path), 0, 0, 4, state_dim=3)
+    add_episode(Replay(100, directory=tmp_path), 0, 10, 4)
+    add_episode(Replay(100, directory=tmp_path), 0, 20, 4)
+    odd = list_episodes(tmp_path)[0][0].path.name
+    with pytest.raises(EpisodeLayoutError, match=odd + r".*'state' has shape \(3,\)"):
+        Replay(100).load(tmp_path)
+    # Given shapes decide even a tie of one file against one.
+    for path in list_episodes(tmp_path)[0][2:]:
+        path.path.unlink()
+    with pytest.raises(EpisodeLayoutError, match=odd + r".*'state' has shape \(3,\), expected"):
+        Replay(100).load(tmp_path, shapes={"state": (2,), "image": (4, 4, 3)})
+    assert Replay(100).load(tmp_path, ids=[list_episodes(tmp_path)[0][1].episode_id],
+                            shapes={"state": (2,)}) == 1  # fmt: skip
