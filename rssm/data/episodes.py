@@ -237,4 +237,4 @@ def _shape_mismatch(shapes: Mapping[str, tuple[int, ...]], found: Layout) -> str
 
 
 def _layout_key(layout: Layout) -> tuple:
-    return tuple(sorted((k, tuple(shape), np.dtype(dtype).str) for k, (shape, dtype) in layout.items()))
+    return tuple(sorted((k, tuple(s), np.dtype(d).str) for k, (s, d) in layout.items()))

@@ -1,0 +1,144 @@
+"""What a training run reports: metric means between log rows, evaluation episodes, open-loop
+prediction videos and the progress bar (used by :mod:`rssm.run.train`)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rssm.data import Driver, Replay
+from rssm.run.logger import Logger
+from rssm.run.run_config import Config
+from rssm.run.video import open_loop_frames
+
+
+class Stats:
+    """Means of train metrics and episode statistics since the last log."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.last_return = math.nan
+
+    def add(self, prefix: str, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.sums[prefix + name] += float(value)
+            self.counts[prefix + name] += 1
+
+    def episode(self, stats: dict[str, Any], worker: int) -> None:
+        self.last_return = float(stats["return"])
+        self.add("episode/", {"return": stats["return"], "length": stats["length"]})
+
+    def flush(self) -> dict[str, float]:
+        means = {name: total / self.counts[name] for name, total in self.sums.items()}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums since the last log row (so a resumed run logs the same means)."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts), "last": self.last_return}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums.clear()
+        self.counts.clear()
+        self.sums.update(state["sums"])
+        self.counts.update(state["counts"])
+        self.last_return = float(state["last"])
+
+
+def evaluate_episodes(agent: Any, driver: Driver, finished: list[dict[str, Any]], episodes: int):
+    """``episodes`` episodes with the agent's ``eval`` policy from fresh resets; ``finished`` is
+    the list that ``driver``'s episode callback appends to."""
+    finished.clear()
+    driver.reset()
+    driver(functools.partial(agent.policy, mode="eval"), episodes=episodes)
+    return finished[:episodes]
+
+
+def open_loop_video(logger: Logger, agent: Any, replay: Replay, config: Config) -> None:
+    """Logs ``open_loop/<key>`` videos (rows truth / prediction / error) for each image key.
+
+    Agents without a world model (``agent.model.open_loop``) have nothing to show. Replay
+    sequences may cross an episode start; the prediction does not reset there.
+    """
+    model = getattr(agent, "model", None)
+    length = config.replay.length
+    if model is None or not hasattr(model, "open_loop") or length < 2 or len(replay) < length:
+        return
+    context = min(config.run.video_context, length - 1)
+    batch = model.preprocess(replay.sample(4, length))
+    was_training = model.training
+    model.eval()
+    result = model.open_loop(batch, context)
+    model.train(was_training)
+    for key, pred in result.pred.items():
+        if pred.dtype != torch.uint8 or pred.ndim != 5:  # images only: [B, T, H, W, C]
+            continue
+        frames = open_loop_frames(
+            batch[key][:, :context].cpu().numpy(),
+            result.true[key].cpu().numpy(),
+            pred.cpu().numpy(),
+        )
+        logger.video(f"open_loop/{key}", frames)
+
+
+class Reporter:
+    """Logs on the log/eval/video schedules of ``parts`` (``rssm.run.train``'s parts) and at the
+    end of the run, and drives the progress bar."""
+
+    def __init__(self, parts: Any, logger: Logger, bar: tqdm) -> None:
+        self.parts, self.logger, self.bar = parts, logger, bar
+        self.clock = (time.perf_counter(), parts.counters.env_steps)
+
+    def __call__(self, final: bool, evaluate: bool = False) -> None:
+        """``final``: the run ends here (log now); ``evaluate``: also evaluate off schedule
+        (a run stopped by its wall-clock budget)."""
+        parts, logger = self.parts, self.logger
+        counters, schedules, config = parts.counters, parts.schedules, parts.config
+        step = counters.env_steps
+        self.bar.update(step - self.bar.n)
+        wrote = False
+        scheduled = schedules.eval(step)
+        if (scheduled or (evaluate and config.run.eval_every)) and config.run.eval_episodes:
+            episodes = evaluate_episodes(
+                parts.agent, parts.eval_driver, parts.eval_episodes, config.run.eval_episodes
+            )
+            logger.scalar("eval/return", float(np.mean([e["return"] for e in episodes])))
+            logger.scalar("eval/length", float(np.mean([e["length"] for e in episodes])))
+            wrote = True
+        if schedules.video(step):
+            open_loop_video(logger, parts.agent, parts.replay, config)
+            wrote = True
+        if schedules.log(step) or final:
+            self._scalars(step)
+            wrote = True
+        if wrote:
+            logger.write(step)
+
+    def _scalars(self, step: int) -> None:
+        counters, config = self.parts.counters, self.parts.config
+        now = time.perf_counter()
+        fps = (step - self.clock[1]) / max(now - self.clock[0], 1e-9)
+        self.clock = (now, step)
+        replayed = counters.updates * config.replay.batch_size * config.replay.length
+        self.logger.scalars(self.parts.stats.flush())
+        self.logger.scalars(
+            {
+                "train/updates": counters.updates,
+                "train/nonfinite": counters.nonfinite,
+                "train/grad_steps_per_env_step": counters.updates / max(step, 1),
+                "train/replay_ratio": replayed / max(counters.agent_steps, 1),
+                "episode/count": counters.episodes,
+                "perf/fps": fps,
+                "replay/steps": len(self.parts.replay),
+            }
+        )
+        self.bar.set_postfix(fps=f"{fps:.0f}", ret=f"{self.parts.stats.last_return:.1f}")
