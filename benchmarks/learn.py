@@ -204,9 +204,13 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         + ", ".join(f"seed {r['seed']}: {r['stopped_at']}, {r['updates']}" for r in runs)
         + (f" (wall-clock budget {args.minutes:g} min per run)" if args.minutes else ""),
         *(
-            ["", "Table rebuilt with `--report` from the finished run directories; without it the "
-             "same command trains them."]
-            if args.report else []
+            [
+                "",
+                "Table rebuilt with `--report` from the finished run directories; without it the "
+                "same command trains them.",
+            ]
+            if args.report
+            else []
         ),  # fmt: skip
         "",
         "| env steps | eval return | train return | wall clock (min) |",
