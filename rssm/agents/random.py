@@ -35,6 +35,8 @@ class RandomAgent:
         precision, compile: accepted for a uniform constructor; nothing to speed up.
     """
 
+    learns = False  # the training loop neither samples replay batches nor counts updates for it
+
     def __init__(
         self,
         obs_space: gym.spaces.Dict | None,

@@ -237,7 +237,8 @@ def _train(parts: _Parts) -> None:
     else:
         due = config.run.train_steps if train(counters.env_steps) else 0
     batch_size, length = config.replay.batch_size, config.replay.length
-    if due == 0 or len(parts.replay) < length * config.env.num_envs:
+    learns = getattr(parts.agent, "learns", True)  # the random baseline does not
+    if due == 0 or not learns or len(parts.replay) < length * config.env.num_envs:
         return
     for _ in range(due):
         metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))

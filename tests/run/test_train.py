@@ -60,6 +60,7 @@ def test_random_agent_runs(tmp_path):
     run_dir = run(debug_config(tmp_path, agent="random"))
     rows = read_metrics(run_dir)
     assert any("eval/return" in r for r in rows)
+    assert rows[-1]["train/updates"] == 0  # a baseline that learns nothing makes no updates
     assert all(math.isfinite(r) for r in evaluate(run_dir, episodes=1))
 
 
