@@ -70,3 +70,11 @@ def test_train_step_measures_a_full_update(tmp_path):
     assert agent["agent"] == "v3_xs" and agent["actor_grad"] == "dynamics"
     assert agent["median_s"] > 0 and agent["world_model_s"] > 0 and agent["actor_critic_s"] > 0
     assert agent["flops"] > 0
+    # imagining from the last 2 of 8 steps costs fewer FLOPs than from all 8
+    fewer = tmp_path / "fewer.json"
+    train_step.main([
+        "--agents", "v3_xs", "--batch", "2", "--length", "8", "--horizon", "2", "--imag-last",
+        "2", "--repeats", "1", "--warmup", "0", "--json", str(fewer),
+    ])  # fmt: skip
+    report = json.loads(fewer.read_text())
+    assert report["imag_last"] == 2 and report["agents"][0]["flops"] < agent["flops"]

@@ -239,8 +239,13 @@ class DreamerAgent:
         metrics.update(self.model_opt.step(output.loss))
         metrics.update(output.metrics)
 
-        start = output.posterior.detach().reshape(-1)  # [N = B*T]
-        start_cont = 1.0 - data["is_terminal"].reshape(-1).to(start.deter.dtype)
+        posterior, terminal = output.posterior.detach(), data["is_terminal"]  # [B, T]
+        last = self.config.actor_critic.imag_last
+        if last:  # only the last ``imag_last`` steps of each sequence start an imagination
+            posterior = posterior.at((slice(None), slice(-last, None)))
+            terminal = terminal[:, -last:]
+        start = posterior.reshape(-1)  # [N = B*T] (or B*imag_last)
+        start_cont = 1.0 - terminal.reshape(-1).to(start.deter.dtype)
         with autocast(self.device, self.precision):
             losses = self.behavior.loss(self.model, start, start_cont)
         # only_own: the actor's loss differentiates through the dynamics (dynamics backprop) but

@@ -102,6 +102,9 @@ class ActorCriticConfig:
     Attributes:
         actor, critic: the networks.
         horizon: H, imagined steps from each start state.
+        imag_last: imagine only from the last this many posteriors of each replayed sequence
+            (0: from all B*T of them, the papers' setting); fewer starts make the actor-critic
+            update cheaper in proportion.
         discount: γ (V3: 1 - 1/333); lam: λ of the returns.
         actor_grad_cont, actor_grad_disc: actor gradient for continuous / discrete actions.
         actor_grad_mix: weight of the dynamics term for ``mix`` (1 - weight on REINFORCE).
@@ -118,6 +121,7 @@ class ActorCriticConfig:
     actor: ActorConfig = field(default_factory=ActorConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     horizon: int = 15
+    imag_last: int = 0
     discount: float = 0.997
     lam: float = 0.95
     actor_grad_cont: ActorGrad = "dynamics"
@@ -143,6 +147,12 @@ class ActorCriticConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"ActorCriticConfig.{name} must lie in [0, 1], got {value!r}")
+        if isinstance(self.imag_last, bool) or not isinstance(self.imag_last, int):
+            raise ValueError(f"ActorCriticConfig.imag_last must be an int, got {self.imag_last!r}")
+        if self.imag_last < 0:
+            raise ValueError(
+                f"ActorCriticConfig.imag_last must be >= 0 (0: all starts), got {self.imag_last}"
+            )
         if self.entropy < 0 or self.slow_regularizer < 0:
             raise ValueError("ActorCriticConfig.entropy and .slow_regularizer must be >= 0")
 

@@ -81,6 +81,40 @@ def test_train_step_updates_model_actor_and_critic(discrete):
     assert agent.behavior.actor_grad == ("reinforce" if discrete else "dynamics")
 
 
+@pytest.mark.parametrize("last", [0, 2])
+def test_imag_last_imagines_from_the_last_steps_of_each_sequence(monkeypatch, last):
+    config = DreamerConfig(**{**vars(SMALL), "actor_critic": ActorCriticConfig(
+        **{**vars(SMALL.actor_critic), "imag_last": last})})  # fmt: skip
+    env, spec, agent = make(False, config=config)
+    batch = batch_of(env, spec)  # [3, 8]
+    batch["is_terminal"][:, -1] = True  # the last step of each sequence is terminal
+    seen = {}
+    original = agent.behavior.loss
+
+    def loss(model, start, start_cont):
+        seen["deter"], seen["cont"] = start.deter.detach().clone(), start_cont.clone()
+        return original(model, start, start_cont)
+
+    monkeypatch.setattr(agent.behavior, "loss", loss)
+    torch.manual_seed(0)
+    with torch.no_grad():  # the posteriors train_step will see (same seed, same weights)
+        posterior = agent.model.loss(agent.model.preprocess(batch)).posterior
+    torch.manual_seed(0)
+    agent.train_step(batch)
+    steps = last or 8
+    # the starts are the posteriors of the last ``steps`` steps of each sequence, in order,
+    # with their continuation flags
+    expected = posterior.deter[:, -steps:].reshape(3 * steps, -1)
+    torch.testing.assert_close(seen["deter"], expected)
+    cont = seen["cont"].reshape(3, steps)
+    assert (cont[:, -1] == 0).all() and (cont[:, :-1] == 1).all()
+
+
+def test_imag_last_must_be_a_non_negative_int():
+    with pytest.raises(ValueError, match="imag_last must be >= 0"):
+        ActorCriticConfig(imag_last=-1)
+
+
 def test_acting_policy_shares_parameter_storage_with_the_trained_actor():
     env, spec, agent = make(discrete=False)
     trained = agent.actor_opt.param_groups[0]["params"]
