@@ -196,9 +196,9 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         f"Written {time.strftime('%Y-%m-%d')} by the run itself: {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__}, {args.jobs} run(s) in parallel, "
         f"{args.threads or torch.get_num_threads()} torch thread(s) each; seeds "
-        f"{', '.join(map(str, args.seeds))}; eval return = mean of {config.run.eval_episodes} episodes "
-        "of the eval policy on held-out env seeds; train return = mean of the training episodes "
-        "since the previous eval.  ",
+        f"{', '.join(map(str, args.seeds))}; eval return = mean of {config.run.eval_episodes} "
+        "episodes of the eval policy on held-out env seeds; train return = mean of the training "
+        "episodes since the previous eval.  ",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "  ",
         "Stopped at (env steps, updates): "
         + ", ".join(f"seed {r['seed']}: {r['stopped_at']}, {r['updates']}" for r in runs)
