@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps % args.eval_every:
         parser.error("--steps must be a multiple of --eval-every (the last eval ends the run)")
+    if args.fresh and args.report:
+        parser.error("--fresh deletes the runs that --report reads; drop one of them")
     return args
 
 

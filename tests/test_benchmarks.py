@@ -58,6 +58,15 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     assert "`run.max_minutes=1e-09`" in table
 
 
+def test_learn_refuses_fresh_with_report(tmp_path, capsys):
+    import learn
+
+    with pytest.raises(SystemExit):
+        learn.parse_args(["--label", "x", "--env", "builtin:pointmass", "--steps", "100",
+                          "--eval-every", "100", "--fresh", "--report"])  # fmt: skip
+    assert "--fresh deletes the runs that --report reads" in capsys.readouterr().err
+
+
 def test_train_step_measures_a_full_update(tmp_path):
     import train_step
 
