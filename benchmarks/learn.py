@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="delete existing run directories")
     parser.add_argument("--report", action="store_true", help="only report existing runs")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--note", default="", help="a sentence for the row, e.g. what else ran on the machine"
+    )
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     args = parser.parse_args(argv)
     if args.steps % args.eval_every:
@@ -201,6 +204,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         f"{', '.join(map(str, args.seeds))}; eval return = mean of {config.run.eval_episodes} "
         "episodes of the eval policy on held-out env seeds; train return = mean of the training "
         "episodes since the previous eval.  ",
+        *([f"Note: {args.note.strip()}  "] if args.note.strip() else []),
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "  ",
         "Stopped at (env steps, updates): "
         + ", ".join(f"seed {r['seed']}: {r['stopped_at']}, {r['updates']}" for r in runs)

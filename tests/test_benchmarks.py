@@ -47,7 +47,7 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     runs = learn.main([
         "--label", "budget", "--configs", "planet", "debug", "--env", "builtin:pointmass",
         "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--seeds", "0",
-        "--out", str(tmp_path / "runs"), "--minutes", "1e-9",
+        "--out", str(tmp_path / "runs"), "--minutes", "1e-9", "--note", "alone on the machine",
     ])  # fmt: skip
     # The budget is spent at once: the run stops at the end of the seed episode and is
     # evaluated there.
@@ -55,7 +55,7 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     assert run["stopped_at"] < 200 and [p["step"] for p in run["points"]] == [run["stopped_at"]]
     table = capsys.readouterr().out
     assert f"seed 0: {run['stopped_at']}," in table and "wall-clock budget 1e-09 min" in table
-    assert "`run.max_minutes=1e-09`" in table
+    assert "`run.max_minutes=1e-09`" in table and "Note: alone on the machine" in table
 
 
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
