@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             runs = list(pool.map(one_run, jobs))
     else:
         runs = [one_run(job) for job in jobs]
-    command = "python benchmarks/learn.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/learn.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     table = markdown(args, runs, command)
     print(table)
     if args.json is not None:
