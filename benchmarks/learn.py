@@ -218,7 +218,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
             ]
             if args.report
             else []
-        ),  # fmt: skip
+        ),
         "",
         "| env steps | eval return | train return | wall clock (min) |",
         "|---|---|---|---|",
