@@ -11,16 +11,18 @@ refit, 10 iterations, horizon 12, in the ``world_model_config("planet")`` model 
 deter 200, stoch 30) built for 64x64x3 images and a 6-dim action, in eval mode without autograd.
 One planned action is one planning call for one environment from its current posterior.
 
-Two planners run in the same process on the same model:
+Planners run in the same process on the same weights:
 
-- ``library``: :func:`rssm.behavior.cem` with an objective that rolls all K candidates out at once
-  through :meth:`RSSM.imagine` and sums the reward head's mode over imagined steps 1..H;
+- ``library``: :func:`rssm.behavior.cem` with the PlaNet agent's objective,
+  :func:`rssm.agents.planet.imagined_return`: all K candidates rolled out at once through
+  :meth:`RSSM.imagine`, the reward head's mode summed over imagined steps 1..H (one step at a
+  time, so that its [K, 300] intermediates stay in the cache);
+- ``library, compiled``: the same on a copy of the model compiled as ``run.compile`` does
+  (:func:`rssm.agents.runtime.compile_blocks`: the fused RSSM prior step, the reward MLP);
+  ``--no-compile`` leaves it out (compiling takes a minute or so on 2 CPU cores);
 - ``reference``: what a typical implementation looks like, written here: per iteration a
   ``torch.distributions.Normal`` sample, then a plain Python loop of ``rssm.img_step`` and the
-  reward head per step, ``argsort`` for the elites and their mean and std;
-- ``library/step-reward``: the library planner with the reward head applied to one imagined
-  step at a time instead of to all [K, H] features at once (a candidate improvement of the
-  objective: on the CPU the [K*H, 300] intermediates of the all-at-once head leave the cache).
+  reward head per step, ``argsort`` for the elites and their mean and std.
 
 Each is warmed up once, then timed ``--repeats`` times, interleaved (library, reference, ...,
 library, ...) so that a change of machine load hits all alike; the median is reported. With
@@ -35,6 +37,7 @@ The achieved rate is stated as a fraction of the fp32 matmul throughput measured
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -55,6 +58,8 @@ import numpy as np  # noqa: E402
 from results import align, publish  # noqa: E402
 from throughput import count_flops, cpu_name, matmul_flops, sync, timed  # noqa: E402
 
+from rssm.agents.planet import imagined_return  # noqa: E402
+from rssm.agents.runtime import compile_blocks  # noqa: E402
 from rssm.behavior import cem  # noqa: E402
 from rssm.models import WorldModel, world_model_config  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
@@ -85,26 +90,15 @@ def build(device: torch.device) -> tuple[WorldModel, RSSMState]:
     return model, posterior
 
 
-def library_planner(
-    model: WorldModel, args: argparse.Namespace, step_reward: bool = False
-) -> Planner:
-    """``plan(state [1], mean [H, A], std [H, A]) -> mean [H, A]`` with :func:`rssm.behavior.cem`.
-
-    The objective imagines all N*K candidates with :meth:`RSSM.imagine` and applies the reward
-    head to the features of steps 1..H at once ([N*K, H, F]), or with ``step_reward`` to one
-    imagined step at a time ([N*K, F] each: cache-sized intermediates on the CPU).
-    """
+def library_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
+    """``plan(state [1], mean [H, A], std [H, A]) -> mean [H, A]``: :func:`rssm.behavior.cem` over
+    the PlaNet agent's objective (:func:`rssm.agents.planet.imagined_return`)."""
 
     def plan(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
         def objective(actions: Tensor) -> Tensor:  # [N, K, H, A] -> [N, K]
-            n, k, h = actions.shape[:3]
+            n, k = actions.shape[:2]
             start = state.map(lambda x: x.repeat_interleave(k, 0))  # [N*K]
-            states, _ = model.rssm.imagine(start, actions.flatten(0, 1))
-            if step_reward:
-                steps = (states.at((slice(None), i)).feat() for i in range(1, h + 1))
-                return sum(model.reward(feat).mode() for feat in steps).view(n, k)
-            feat = states.at((slice(None), slice(1, None))).feat()  # [N*K, H, F]
-            return model.reward(feat).mode().sum(1).view(n, k)
+            return imagined_return(model, start, actions.flatten(0, 1)).view(n, k)
 
         return cem(
             objective,
@@ -143,12 +137,13 @@ def reference_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
 
 
 def make_planners(model: WorldModel, args: argparse.Namespace) -> dict[str, Planner]:
-    """Both planners, each wrapped in ``torch.no_grad``."""
-    planners = {
-        "library": library_planner(model, args),
-        "reference": reference_planner(model, args),
-        "library/step-reward": library_planner(model, args, step_reward=True),
-    }
+    """The planners, each wrapped in ``torch.no_grad``."""
+    planners = {"library": library_planner(model, args)}
+    if args.compile:
+        compiled = copy.deepcopy(model)
+        compile_blocks(compiled)
+        planners["library, compiled"] = library_planner(compiled, args)
+    planners["reference"] = reference_planner(model, args)
 
     def no_grad(fn: Planner) -> Planner:
         def run(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
@@ -186,10 +181,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     calls = {name: (lambda fn=fn: fn(posterior, mean, std)) for name, fn in planners.items()}
     results: dict[str, dict[str, Any]] = {}
     for name, call in calls.items():
-        plan = call()  # warm-up
+        first = timed(call, device)  # warm-up (and compilation)
+        plan = call()
         assert plan.shape == (args.horizon, ACTION_DIM), f"{name}: plan {tuple(plan.shape)}"
         assert bool(((plan >= LOW) & (plan <= HIGH)).all()), f"{name}: plan outside bounds"
-        results[name] = {"planner": name, "seconds": [], "flops": count_flops(call)}
+        # A compiled call does the eager library's matmuls; the counter sees only eager ops.
+        flops = results["library"]["flops"] if "compiled" in name else count_flops(call)
+        results[name] = {"planner": name, "seconds": [], "flops": flops, "first_call_s": first}
     for _ in range(args.repeats):  # interleaved, so load changes hit both planners alike
         for name, call in calls.items():
             results[name]["seconds"].append(timed(call, device))
@@ -219,6 +217,8 @@ def table(report: dict[str, Any]) -> str:
         "s/action = seconds per planning call (one planned action); FLOPs: FlopCounterMode over",
         "one call (matmuls); % peak = (FLOPs / median s) / fp32 matmul throughput;",
         f"speed-up = reference median s / this planner's median s; malloc: {report['malloc']}",
+        "1st s = the warm-up call (with compilation for the compiled planner); compiled FLOPs =",
+        "the eager library's (the same ops, fused)",
     ]
     if report["loadavg_start"] >= 0.5 * (report["cpu_count"] or 1) and report["device"] == "cpu":
         lines.append(
@@ -227,7 +227,9 @@ def table(report: dict[str, Any]) -> str:
         )
     lines.append("")
     ref = next(r for r in report["planners"] if r["planner"] == "reference")["median_s"]
-    rows = [["planner", "s/action", "min s", "GFLOP/action", "GFLOP/s", "% peak", "speed-up"]]
+    rows = [
+        ["planner", "s/action", "min s", "GFLOP/action", "GFLOP/s", "% peak", "speed-up", "1st s"]
+    ]
     for r in report["planners"]:
         rate = r["flops"] / r["median_s"]
         rows.append(
@@ -239,6 +241,7 @@ def table(report: dict[str, Any]) -> str:
                 f"{rate / 1e9:.1f}",
                 f"{100 * rate / peak:.1f}",
                 f"{ref / r['median_s']:.2f}x",
+                f"{r['first_call_s']:.1f}",
             ]
         )
     return "\n".join(lines + align(rows))
@@ -256,6 +259,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     parser.add_argument(
         "--results", action="store_true", help="write the table into docs/results.md"
+    )
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="leave out the 'library, compiled' row (torch.compile; needs a C++ compiler on CPU)",
     )
     parser.add_argument("--profile", type=int, default=0, help="print top-N profiler rows")
     parser.add_argument(

@@ -87,3 +87,24 @@ def test_train_step_measures_a_full_update(tmp_path):
     ])  # fmt: skip
     report = json.loads(fewer.read_text())
     assert report["imag_last"] == 2 and report["agents"][0]["flops"] < agent["flops"]
+
+
+def test_planning_times_library_and_reference_side_by_side(tmp_path):
+    import planning
+
+    out = tmp_path / "planning.json"
+    report = planning.main([
+        "--candidates", "12", "--elites", "3", "--iterations", "2", "--horizon", "3",
+        "--repeats", "2", "--no-compile", "--json", str(out),
+    ])  # fmt: skip
+    assert json.loads(out.read_text())["candidates"] == 12
+    rows = {r["planner"]: r for r in report["planners"]}
+    assert set(rows) == {"library", "reference"}  # --no-compile leaves the compiled row out
+    # both planners do the same matmuls: 2 iterations x 12 candidates x 3 steps of the model
+    assert rows["library"]["flops"] == pytest.approx(rows["reference"]["flops"], rel=0.05)
+    assert rows["library"]["flops"] > 0 and report["matmul_flops"] > 0
+    for r in rows.values():
+        assert len(r["seconds"]) == 2 and r["median_s"] > 0 and r["first_call_s"] > 0
+        assert r["speedup_vs_reference"] == pytest.approx(
+            rows["reference"]["median_s"] / r["median_s"]
+        )

@@ -40,7 +40,7 @@ from rssm.behavior.planner import cem, shift_plan
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
 
-__all__ = ["PlanetAgent", "PlanetCarry", "PlanetConfig"]
+__all__ = ["PlanetAgent", "PlanetCarry", "PlanetConfig", "imagined_return"]
 
 Mode = Literal["explore", "eval"]
 
@@ -87,6 +87,28 @@ class PlanetConfig:
             value = getattr(self, name)
             if not value >= 0 or (name in ("lr", "clip") and value == 0):
                 raise ValueError(f"PlanetConfig.{name} must be positive, got {value!r}")
+
+
+def imagined_return(model: WorldModel, start: RSSMState, actions: Tensor) -> Tensor:
+    """Predicted return of action sequences: PlaNet's planning objective.
+
+    ``sum_{i=1..H} reward_head(s_i).mode()`` where ``s_0 = start`` and ``s_1 .. s_H`` are imagined
+    by :meth:`RSSM.imagine` with sampled latents. The reward head runs on one step [N, F] at a
+    time: the same FLOPs as on all [N, H, F] at once, with cache-sized intermediates on the CPU.
+
+    Args:
+        model: the world model (its RSSM and reward head).
+        start: start states [N].
+        actions: [N, H, A].
+
+    Returns:
+        Returns [N].
+    """
+    states, _ = model.rssm.imagine(start, actions, sample=True)
+    total = actions.new_zeros(actions.shape[0])
+    for i in range(1, actions.shape[1] + 1):
+        total = total + model.reward(states.at((slice(None), i)).feat()).mode()
+    return total
 
 
 class PlanetCarry(NamedTuple):
@@ -246,10 +268,7 @@ class PlanetAgent:
             N, K, H, A = actions.shape
             assert start.batch_shape == (N,), (tuple(start.batch_shape), N)
             starts = start.map(lambda x: x.unsqueeze(1).expand(N, K, x.shape[-1]).flatten(0, 1))
-            states, _ = self.model.rssm.imagine(starts, actions.reshape(N * K, H, A), sample=True)
-            feat = states.at((slice(None), slice(1, None))).feat()  # [N*K, H, F]
-            reward = self.model.reward(feat).mode()  # [N*K, H]
-            return reward.sum(-1).reshape(N, K)
+            return imagined_return(self.model, starts, actions.reshape(N * K, H, A)).reshape(N, K)
 
         return objective
 

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from rssm.models.rssm import RSSM
 from rssm.nn.layers import MLP, BlockGRU, ConvDecoder, ConvEncoder, GRUCell, LayerNormGRU
 
 __all__ = ["Precision", "autocast", "check_device", "check_precision", "compile_blocks"]
@@ -57,13 +58,18 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
 
 def compile_blocks(root: nn.Module) -> int:
     """Compiles, in place (``nn.Module.compile``: state-dict keys stay the same), the largest
-    building blocks under ``root`` (MLPs, conv stacks, GRU cores); returns how many."""
+    building blocks under ``root`` (MLPs, conv stacks, GRU cores) and each RSSM's prior step
+    (:meth:`RSSM.compile_prior_step`, one fused graph per rollout step); returns how many."""
     count = 0
 
     def visit(module: nn.Module) -> None:
         nonlocal count
         for child in module.children():
-            if isinstance(child, _BLOCKS):
+            if isinstance(child, RSSM):
+                child.compile_prior_step()
+                count += 1
+                visit(child)
+            elif isinstance(child, _BLOCKS):
                 child.compile()
                 count += 1
             else:

@@ -15,7 +15,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +120,7 @@ class RSSM(nn.Module):
         self._obs_out = nn.Linear(units, self.stats_dim)
         if initial == "learned":
             self._initial_deter = nn.Parameter(torch.zeros(deter))
+        self._compiled_prior_step: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None
 
     # ----------------------------------------------------------------------------- distributions
     def dist(self, stats: Tensor) -> Normal | OneHotCategorical:
@@ -163,6 +164,37 @@ class RSSM(nn.Module):
     def _prior_stats(self, deter: Tensor) -> Tensor:
         return self._stats(self._prior(deter))
 
+    def _prior_step(
+        self, deter: Tensor, stoch: Tensor, action_proj: Tensor, sample: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The body of every prior step (``img_step``, ``imagine``): ``(deter, stoch, stats)`` of
+        ``s_{t+1}`` from ``h_t``, ``z_t`` and the projected action; compiled by
+        :meth:`compile_prior_step`."""
+        if self._compiled_prior_step is not None:
+            return self._compiled_prior_step(deter, stoch, action_proj, sample)
+        return self._prior_step_eager(deter, stoch, action_proj, sample)
+
+    def _prior_step_eager(
+        self, deter: Tensor, stoch: Tensor, action_proj: Tensor, sample: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        deter = self._core(deter, stoch, action_proj)
+        stats = self._prior_stats(deter)
+        return deter, (self._sample if sample else self._mode)(stats), stats
+
+    def compile_prior_step(self) -> None:
+        """Compile the prior step with ``torch.compile`` (in place; the state dict is unchanged).
+
+        One graph covers the input layer, the GRU core, the prior MLP and the sample, so the
+        elementwise work between the matmuls is fused. Every rollout (``img_step``, ``imagine``:
+        CEM candidates, actor-critic imagination, open-loop videos) then runs it. The first call
+        per input shape compiles (seconds; on the CPU it needs a C++ compiler).
+        """
+        self._compiled_prior_step = torch.compile(self._prior_step_eager)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # a compiled function does not pickle or deep-copy
+        return {**state, "_compiled_prior_step": None}
+
     def _initial_one(self) -> RSSMState:
         """The initial state with batch shape [1] (differentiable when learned)."""
         weight = self._obs_out.weight
@@ -192,9 +224,9 @@ class RSSM(nn.Module):
         Returns:
             Prior state [N].
         """
-        deter = self._core(state.deter, state.stoch, self._img_in_action(action))
-        stats = self._prior_stats(deter)
-        return RSSMState(deter, self._sample(stats), stats)
+        return RSSMState(
+            *self._prior_step(state.deter, state.stoch, self._img_in_action(action), True)
+        )
 
     def obs_step(
         self, state: RSSMState, prev_action: Tensor, embed: Tensor, is_first: Tensor
@@ -335,9 +367,7 @@ class RSSM(nn.Module):
                     )
                 action_list.append(action)
                 proj = self._img_in_action(action)
-            deter = self._core(state.deter, state.stoch, proj)
-            stats = self._prior_stats(deter)
-            state = RSSMState(deter, (self._sample if sample else self._mode)(stats), stats)
+            state = RSSMState(*self._prior_step(state.deter, state.stoch, proj, sample))
             states.append(state)
         if policy is not None:
             actions = (

@@ -136,6 +136,8 @@ def test_compile_wraps_blocks_in_place_and_keeps_state_dict_keys():
     assert list(plain.state_dict()["behavior"]) == list(compiled.state_dict()["behavior"])
     blocks = [m for m in compiled.model.modules() if getattr(m, "_compiled_call_impl", None)]
     assert len(blocks) >= 4
+    assert compiled.model.rssm._compiled_prior_step is not None  # the fused rollout step
+    assert plain.model.rssm._compiled_prior_step is None
     assert compile_blocks(nn.Sequential(nn.Linear(2, 2))) == 0  # only library blocks
 
 

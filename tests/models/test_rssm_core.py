@@ -287,3 +287,53 @@ def test_learned_initial_gets_gradient_and_state_helpers():
     torch.testing.assert_close(stacked.deter, post.deter[:, :2])
     assert post.detach().deter.requires_grad is False
     assert RSSMState.cat([post, post], 1).batch_shape == (2, 8)
+
+
+def test_prior_step_dispatch_and_copies_drop_the_compiled_function():
+    """``img_step`` and ``imagine`` both run the (possibly compiled) prior step; a deep copy or a
+    pickle of the module runs eager instead of calling the original's compiled graph."""
+    import copy
+    import pickle
+
+    rssm = make_rssm("gaussian")
+    N, H = 4, 3
+    start = rssm.initial(N)
+    actions = torch.rand(N, H, A) * 2 - 1
+    calls = []
+
+    def counted(*args):
+        calls.append(args[3])
+        return rssm._prior_step_eager(*args)
+
+    with torch.no_grad():
+        eager, _ = rssm.imagine(start, actions, sample=False)
+        rssm._compiled_prior_step = counted
+        again, _ = rssm.imagine(start, actions, sample=False)
+        rssm.img_step(start, actions[:, 0])
+    assert calls == [False] * H + [True]
+    torch.testing.assert_close(again.deter, eager.deter, rtol=0, atol=0)
+    for clone in (copy.deepcopy(rssm), pickle.loads(pickle.dumps(rssm))):
+        assert clone._compiled_prior_step is None
+        assert list(clone.state_dict()) == list(rssm.state_dict())
+    assert rssm._compiled_prior_step is counted  # the original keeps it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("latent", ["gaussian", "categorical"])
+def test_compiled_prior_step_matches_eager(latent):  # compiling takes ~10 s per latent on 2 cores
+    """``compile_prior_step`` (``run.compile``): the same rollout as eager, the same state dict."""
+    rssm = make_rssm(latent)
+    N, H = 5, 3
+    start, _ = rssm.obs_step(rssm.initial(N), torch.zeros(N, A), torch.randn(N, E), torch.ones(N))
+    actions = torch.rand(N, H, A) * 2 - 1
+    with torch.no_grad():
+        eager, _ = rssm.imagine(start, actions, sample=False)
+        keys = list(rssm.state_dict())
+        rssm.compile_prior_step()
+        compiled, _ = rssm.imagine(start, actions, sample=False)
+        step = rssm.img_step(start, actions[:, 0])
+    assert list(rssm.state_dict()) == keys
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(step.deter, eager.deter[:, 1], rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(step.stoch).all()
