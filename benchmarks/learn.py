@@ -220,15 +220,17 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
             else []
         ),
         "",
-        "| env steps | eval return | train return | wall clock (min) |",
-        "|---|---|---|---|",
+        "| env steps | seeds | eval return | train return | wall clock (min) |",
+        "|---|---|---|---|---|",
     ]
     for step in steps:
         at = [p for run in runs for p in run["points"] if p["step"] == step]
         evals = [p["eval_return"] for p in at]
         trains = [p["train_return"] for p in at if p["train_return"] is not None]
         minutes = [p["time"] / 60 for p in at]
-        lines.append(f"| {step} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |")
+        lines.append(
+            f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |"
+        )
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ def test_learn_writes_curves_for_each_seed(tmp_path, capsys):
         assert all(p["eval_return"] is not None and p["time"] >= 0 for p in run["points"])
     assert [(run["stopped_at"], run["updates"] > 0) for run in report["runs"]] == [(200, True)] * 2
     table = capsys.readouterr().out
-    assert "| env steps | eval return |" in table and "| 200 |" in table
+    assert "| env steps | seeds | eval return |" in table and "| 200 | 2 |" in table
     assert "seed 0: 200," in table
     # a second call resumes the finished runs instead of training again
     again = learn.main([*sys.argv[:0], "--label", "smoke", "--configs", "planet", "debug",
