@@ -228,9 +228,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         evals = [p["eval_return"] for p in at]
         trains = [p["train_return"] for p in at if p["train_return"] is not None]
         minutes = [p["time"] / 60 for p in at]
-        lines.append(
-            f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |"
-        )
+        lines.append(f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |")
     return "\n".join(lines)
 
 

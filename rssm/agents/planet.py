@@ -11,9 +11,10 @@ Randomness: the planner's candidates and the exploration noise draw from ``agent
 (seeded by ``seed``); the latent samples inside the world model draw from torch's global generator.
 Seed both for a repeatable action.
 
-Deviations (docs/paper_deviations.md): latent overshooting is not used (see the ``planet``
-world-model preset); ``warm_start`` (off by default, as in the paper) starts each plan from the
-previous one shifted by a step instead of from ``N(0, init_std)``.
+Deviations (docs/paper_deviations.md): latent overshooting is an option of the world model
+(``world_model.overshooting``), off in the ``planet`` preset; ``warm_start`` (off by default, as
+in the paper) starts each plan from the previous one shifted by a step instead of from
+``N(0, init_std)``.
 """
 
 from __future__ import annotations

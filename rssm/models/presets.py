@@ -5,9 +5,10 @@ default to ``image`` (CNN) and ``state`` (MLP) and are usually overridden per en
 
 Deviations shared by all presets (docs/paper_deviations.md): the conv stacks use "same" padding
 down to 4x4, so a 64x64 image gives a ``cnn_depth * 8 * 16`` embedding (4096 at depth 32, where
-PlaNet/V1 had 1024 from valid padding down to 2x2); PlaNet's latent overshooting is not used; the
-2025 DreamerV3 sizes reuse the 2023 conv stack (channel doubling, kernel 4) with ``depth =
-classes`` and an 8-block LayerNorm GRU, not the 2025 encoder.
+PlaNet/V1 had 1024 from valid padding down to 2x2); PlaNet's latent overshooting
+(``WorldModelConfig.overshooting``) is off; the 2025 DreamerV3 sizes reuse the 2023 conv stack
+(channel doubling, kernel 4) with ``depth = classes`` and an 8-block LayerNorm GRU, not the 2025
+encoder.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ __all__ = [
     "HeadConfig",
     "KLConfig",
     "OpenLoop",
+    "OvershootingConfig",
     "RSSMConfig",
     "WorldModel",
     "WorldModelConfig",
@@ -115,6 +116,43 @@ class KLConfig:
 
 
 @dataclass
+class OvershootingConfig:
+    """Latent overshooting (PlaNet, Hafner et al. 2019, §4): train multi-step prior predictions.
+
+    For every start row ``t`` and distance ``d = 2 .. distance`` with ``t + d`` inside the sequence
+    and no episode start in rows ``t+1 .. t+d``, the posterior at ``t`` is rolled forward open loop
+    through the prior with the replayed actions (``RSSM.imagine``, sampled latents), and
+    ``KL(sg(q(s_{t+d})) || p(s_{t+d} | s_{t+d-1}))`` of that rollout is clipped at ``kl.free_nats``.
+    The loss term ``overshoot`` [B, T] holds, per start row, the mean over its valid distances (0
+    where none); the one-step KL (``d = 1``) stays the ``kl`` / ``dyn`` term. The target
+    posteriors are detached (as in PlaNet), the start posterior is not. Cost: ``distance`` prior
+    steps from each of the B*T posteriors per update.
+
+    Attributes:
+        distance: the longest open-loop distance D (PlaNet's ablations: the sequence length - 1);
+            0 or 1 turns overshooting off.
+        reward: also predict the rewards from the open-loop states (term ``overshoot_reward``, the
+            reward head's loss on the same rows).
+    """
+
+    distance: int = 0
+    reward: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.distance, bool) or not isinstance(self.distance, int):
+            raise ValueError(f"overshooting.distance must be an int, got {self.distance!r}")
+        if self.distance < 0:
+            raise ValueError(
+                f"overshooting.distance={self.distance} must be >= 0 (0 or 1: off, D >= 2: "
+                "open-loop distances 2..D)"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.distance >= 2
+
+
+@dataclass
 class WorldModelConfig:
     """Everything that defines a world model; presets live in :mod:`rssm.models.presets`.
 
@@ -124,9 +162,11 @@ class WorldModelConfig:
         cont_head: the continue head (``binary``), used when ``predict_cont``.
         predict_cont: learn a continue head (off for PlaNet, and for DMC in V2).
         kl: the KL scheme, see :meth:`RSSM.kl_loss`.
+        overshooting: latent overshooting (off by default), see :class:`OvershootingConfig`.
         loss_scales: weight per loss term; keys are observation keys, ``reward``, ``cont`` and
-            ``kl`` (schemes ``free_nats``/``balance``) or ``dyn``/``rep`` (``dyn_rep``). Missing
-            keys weigh 1; unknown keys are an error.
+            ``kl`` (schemes ``free_nats``/``balance``) or ``dyn``/``rep`` (``dyn_rep``), plus
+            ``overshoot`` (and ``overshoot_reward``) with overshooting. Missing keys weigh 1;
+            unknown keys are an error.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -136,6 +176,7 @@ class WorldModelConfig:
     cont_head: HeadConfig = field(default_factory=lambda: HeadConfig(dist="binary"))
     predict_cont: bool = True
     kl: KLConfig = field(default_factory=KLConfig)
+    overshooting: OvershootingConfig = field(default_factory=OvershootingConfig)
     loss_scales: dict[str, float] = field(default_factory=dict)
 
 
@@ -199,14 +240,18 @@ class WorldModel(nn.Module):
         )
         kl_keys = ["dyn", "rep"] if config.kl.scheme == "dyn_rep" else ["kl"]
         head_keys = ["reward"] + (["cont"] if config.predict_cont else [])
+        shoot = config.overshooting
+        os_keys = (["overshoot"] + (["overshoot_reward"] if shoot.reward else [])) * shoot.enabled
         obs_keys = self.decoder.cnn_keys + self.decoder.mlp_keys
-        clash = set(obs_keys) & {"reward", "cont", "kl", "dyn", "rep"}
+        clash = set(obs_keys) & {
+            "reward", "cont", "kl", "dyn", "rep", "overshoot", "overshoot_reward"
+        }  # fmt: skip
         if clash:
             raise ValueError(
                 f"WorldModel: observation keys {sorted(clash)} clash with loss-term names; rename "
                 "them in an env wrapper or exclude them via decoder.cnn_keys/mlp_keys"
             )
-        self.term_keys: list[str] = obs_keys + head_keys + kl_keys
+        self.term_keys: list[str] = obs_keys + head_keys + kl_keys + os_keys
         unknown = set(config.loss_scales) - set(self.term_keys)
         if unknown:
             raise ValueError(
@@ -269,6 +314,8 @@ class WorldModel(nn.Module):
         kl = self.rssm.kl_loss(posterior, prior, **dataclasses.asdict(self.config.kl))
         kl_value = kl.pop("kl_value")
         terms.update(kl)
+        if self.config.overshooting.enabled:
+            terms.update(self._overshooting(posterior, prev_actions, is_first, reward))
         assert list(terms) == self.term_keys, (list(terms), self.term_keys)
         loss = sum(self.scales[key] * value.mean() for key, value in terms.items())
         with torch.no_grad():
@@ -281,6 +328,37 @@ class WorldModel(nn.Module):
         return WorldModelOutput(
             loss, terms, metrics, posterior, prior, last_state, action[:, -1].detach()
         )
+
+    def _overshooting(
+        self, posterior: RSSMState, prev_actions: Tensor, is_first: Tensor, reward: Tensor
+    ) -> dict[str, Tensor]:
+        """Latent-overshooting terms [B, T] (see :class:`OvershootingConfig`)."""
+        B, T = is_first.shape
+        config = self.config.overshooting
+        D = min(config.distance, T - 1)
+        keys = ["overshoot"] + (["overshoot_reward"] if config.reward else [])
+        if D < 2:  # sequences too short for a distance of 2
+            return {key: reward.new_zeros(B, T) for key in keys}
+        # Step i = 1..D from start row t takes prev_actions[t + i] (rows past T: padding, masked).
+        actions = _windows(prev_actions, D, 0.0)[:, :, 1:]  # [B, T, D, A]
+        states, _ = self.rssm.imagine(posterior.reshape(-1), actions.flatten(0, 1))
+        far = states.at((slice(None), slice(2, None))).reshape(B, T, D - 1)  # distances 2..D
+        target = _windows(posterior.stats.detach(), D, None)[:, :, 2:]  # [B, T, D-1, S]
+        # Valid: t + d < T and no episode start in rows t+1 .. t+d (the prior cannot reset).
+        starts = torch.cumsum(is_first.long(), 1)
+        later = _windows(starts.unsqueeze(-1), D, T + 1).squeeze(-1)[:, :, 2:]  # [B, T, D-1]
+        valid = later == starts.unsqueeze(-1)
+        count = valid.sum(-1).clamp(min=1)
+
+        def masked_mean(value: Tensor) -> Tensor:  # [B, T, D-1] -> [B, T]
+            return torch.where(valid, value, 0.0).sum(-1) / count
+
+        kl = self.rssm.dist(target).kl(self.rssm.dist(far.stats))
+        terms = {"overshoot": masked_mean(kl.clamp(min=self.config.kl.free_nats))}
+        if config.reward:
+            future = _windows(reward.unsqueeze(-1), D, 0.0).squeeze(-1)[:, :, 2:]
+            terms["overshoot_reward"] = masked_mean(self.reward(far.feat()).loss(future))
+        return terms
 
     def _decoder_target(self, batch: Mapping[str, Tensor], key: str) -> Tensor:
         """Target of a decoded key that the encoder does not read (normalised like its input)."""
@@ -416,3 +494,13 @@ def _shift(action: Tensor, first: Tensor, is_first: Tensor) -> Tensor:
     zeroed where ``is_first`` [B, T] (DESIGN §3)."""
     prev = torch.cat([first, action[:, :-1]], 1)
     return prev.masked_fill(is_first.unsqueeze(-1), 0.0)
+
+
+def _windows(x: Tensor, distance: int, pad: float | None) -> Tensor:
+    """``out[:, t, i] = x[:, t + i]`` for ``i = 0 .. distance``: [B, T, distance + 1, F] from
+    ``x`` [B, T, F]; rows past T are ``pad``, or copies of the last row for None (valid stats)."""
+    if pad is None:
+        filler = x[:, -1:].expand(x.shape[0], distance, x.shape[-1])
+    else:
+        filler = x.new_full((x.shape[0], distance, x.shape[-1]), pad)
+    return torch.cat([x, filler], 1).unfold(1, distance + 1, 1).movedim(-1, 2)

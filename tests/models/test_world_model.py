@@ -15,6 +15,7 @@ from rssm.models import (
     EncoderConfig,
     HeadConfig,
     KLConfig,
+    OvershootingConfig,
     RSSMConfig,
     WorldModel,
     WorldModelConfig,
@@ -255,3 +256,87 @@ def test_overfit_one_batch():
         optim.step()
         losses.append(out.loss.item())
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+# ------------------------------------------------------------------------ latent overshooting
+
+
+@pytest.mark.parametrize("latent", ["gaussian", "categorical"])
+def test_overshooting_matches_a_step_by_step_rollout(latent):
+    """``overshoot`` [b, t] = mean over d = 2..D with t + d < T and no is_first in t+1..t+d of
+    max(KL(q(s_{t+d}) || p_d), free_nats), p_d rolled open loop from the posterior at t with the
+    replayed prev_actions (mode latents here, so that a plain loop can reproduce it)."""
+    from rssm.models.world_model import _shift
+
+    D, free = 3, 0.05
+    model = make_model(
+        latent,
+        overshooting=OvershootingConfig(distance=D, reward=True),
+        kl=KLConfig(scheme="free_nats", free_nats=free),
+        loss_scales={},
+    )
+    model.rssm._sample = model.rssm._mode  # deterministic rollouts
+    batch = make_batch(B=2, T=6)  # an episode starts at row 3 of sequence 0
+    out = model.loss(batch)
+    assert list(out.terms)[-2:] == ["overshoot", "overshoot_reward"]
+    post, first = out.posterior, batch["is_first"]
+    prev = _shift(batch["action"], torch.zeros(2, 1, A), first)
+    dist = model.rssm.dist
+    for b in range(2):
+        for t in range(6):
+            kls, rewards = [], []
+            for d in range(2, D + 1):
+                if t + d >= 6 or first[b, t + 1 : t + d + 1].any():
+                    continue
+                state = post.at((slice(b, b + 1), t))
+                for i in range(1, d + 1):
+                    state = model.rssm.img_step(state, prev[b : b + 1, t + i])
+                kls.append(dist(post.stats[b, t + d].detach()).kl(dist(state.stats[0])))
+                reward_loss = model.reward(state.feat()).loss(batch["reward"][b, t + d : t + d + 1])
+                rewards.append(reward_loss[0])
+            want = torch.stack(kls).clamp(min=free).mean() if kls else torch.tensor(0.0)
+            got = out.terms["overshoot"][b, t]
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"b={b} t={t}")
+            want_r = torch.stack(rewards).mean() if rewards else torch.tensor(0.0)
+            torch.testing.assert_close(
+                out.terms["overshoot_reward"][b, t], want_r, rtol=1e-4, atol=1e-5
+            )
+    # sequence 0 restarts at row 3: from t = 0 only d = 2 (rows 1, 2) is valid, from t = 1 none
+    assert out.terms["overshoot"][0, 1] == 0 and out.terms["overshoot"][0, 4] == 0
+
+
+def test_overshooting_trains_the_prior_not_the_target_posterior():
+    """The target posteriors' stats are detached; the start states (deter, stoch) and the prior's
+    parameters get the gradient; the decoders and the reward head are off the KL's path."""
+    from rssm.types import RSSMState
+
+    model = make_model("gaussian", overshooting=OvershootingConfig(distance=4))
+    batch = make_batch(B=2, T=8)
+    posterior = model.loss(batch).posterior.detach()
+    leaves = RSSMState(*(x.clone().requires_grad_(True) for x in posterior))
+    prev = batch["action"]
+    terms = model._overshooting(leaves, prev, batch["is_first"], batch["reward"])
+    terms["overshoot"].sum().backward()
+    # the targets: detached (the start's stats only ride along in the stacked rollout)
+    assert leaves.stats.grad is None or leaves.stats.grad.abs().sum() == 0
+    assert leaves.deter.grad.abs().sum() > 0 and leaves.stoch.grad.abs().sum() > 0  # the starts
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "_prior" in n)
+    assert all(grads[n] is None for n in grads if n.startswith(("decoder.", "reward.")))
+
+
+def test_overshooting_config_keys_and_short_sequences():
+    with pytest.raises(ValueError, match="distance"):
+        OvershootingConfig(distance=-1)
+    off = make_model("gaussian", overshooting=OvershootingConfig(distance=1))
+    assert "overshoot" not in off.term_keys  # d = 1 is the ordinary KL term
+    with pytest.raises(ValueError, match="overshoot"):
+        make_model("gaussian", loss_scales={"overshoot": 1.0})  # not a term without overshooting
+    model = make_model(
+        "gaussian", overshooting=OvershootingConfig(distance=50), loss_scales={"overshoot": 0.5}
+    )
+    assert model.scales["overshoot"] == 0.5
+    short = model.loss(make_batch(B=2, T=2))  # no distance of 2 fits: a zero term, same keys
+    assert short.terms["overshoot"].shape == (2, 2) and short.terms["overshoot"].abs().sum() == 0
+    full = model.loss(make_batch(B=2, T=6))  # distance clipped to T - 1
+    assert torch.isfinite(full.terms["overshoot"]).all() and full.terms["overshoot"].sum() > 0
