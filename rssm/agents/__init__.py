@@ -2,7 +2,7 @@
 (``train_step(batch) -> metrics``) composed from the library's parts."""
 
 from rssm.agents.dreamer import DreamerAgent, DreamerCarry, DreamerConfig
-from rssm.agents.planet import PlanetAgent, PlanetCarry, PlanetConfig
+from rssm.agents.planet import PlanetAgent, PlanetCarry, PlanetConfig, imagined_return
 from rssm.agents.random import RandomAgent
 
 AGENTS: dict[str, type] = {"dreamer": DreamerAgent, "planet": PlanetAgent, "random": RandomAgent}
@@ -16,4 +16,5 @@ __all__ = [
     "PlanetCarry",
     "PlanetConfig",
     "RandomAgent",
+    "imagined_return",
 ]
