@@ -266,6 +266,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="leave out the 'library, compiled' row (torch.compile; needs a C++ compiler on CPU)",
     )
+    parser.add_argument(
+        "--peak-seconds",
+        type=float,
+        default=1.0,
+        help="seconds per size of the fp32 matmul throughput measurement (before and after)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="print top-N profiler rows")
     parser.add_argument(
         "--malloc",
@@ -293,9 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.malloc == "keep":
         keep_freed_memory()
     load_start = os.getloadavg()[0]
-    start = matmul_flops(args.device)["flops"]
+    start = matmul_flops(args.device, seconds=args.peak_seconds)["flops"]
     measured = measure(args)
-    end = matmul_flops(args.device)["flops"]
+    end = matmul_flops(args.device, seconds=args.peak_seconds)["flops"]
     load_end = os.getloadavg()[0]
     report: dict[str, Any] = {
         "device": args.device,
