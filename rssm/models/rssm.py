@@ -307,7 +307,8 @@ class RSSM(nn.Module):
         *,
         sample: bool = True,
     ) -> tuple[RSSMState, Tensor]:
-        """Roll the prior forward: the one rollout path (actor-critic, CEM, open-loop video).
+        """Roll the prior forward: the one rollout path (actor-critic, CEM, open-loop video, latent
+        overshooting).
 
         ``s_0 = state``; ``a_i = policy(s_i)`` or ``actions[:, i]``; ``s_{i+1} = img_step(s_i,
         a_i)`` for ``i = 0 .. H-1``. Nothing is detached here: detach the start state and/or the
