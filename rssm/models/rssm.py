@@ -187,7 +187,9 @@ class RSSM(nn.Module):
         One graph covers the input layer, the GRU core, the prior MLP and the sample, so the
         elementwise work between the matmuls is fused. Every rollout (``img_step``, ``imagine``:
         CEM candidates, actor-critic imagination, open-loop videos) then runs it. The first call
-        per input shape compiles (seconds; on the CPU it needs a C++ compiler).
+        per input shape compiles (seconds; on the CPU it needs a C++ compiler). Meant for GPUs,
+        where a rollout step is launch-bound; on the 2-core CPU planner it gained nothing
+        measurable (docs/results.md).
         """
         self._compiled_prior_step = torch.compile(self._prior_step_eager)
 
