@@ -132,6 +132,13 @@ class OvershootingConfig:
     def enabled(self) -> bool:
         return self.distance >= 2
 
+    @property
+    def terms(self) -> list[str]:
+        """The loss terms overshooting adds (none when off)."""
+        if not self.enabled:
+            return []
+        return ["overshoot"] + (["overshoot_reward"] if self.reward else [])
+
 
 @dataclass
 class WorldModelConfig:

@@ -45,6 +45,9 @@ __all__ = [
     "WorldModelOutput",
 ]
 
+# Loss-term names besides the decoded observation keys (which must not reuse them).
+_TERM_NAMES = {"reward", "cont", "kl", "dyn", "rep", "overshoot", "overshoot_reward"}
+
 
 class WorldModelOutput(NamedTuple):
     """Result of :meth:`WorldModel.loss`.
@@ -106,18 +109,14 @@ class WorldModel(nn.Module):
         )
         kl_keys = ["dyn", "rep"] if config.kl.scheme == "dyn_rep" else ["kl"]
         head_keys = ["reward"] + (["cont"] if config.predict_cont else [])
-        shoot = config.overshooting
-        os_keys = (["overshoot"] + (["overshoot_reward"] if shoot.reward else [])) * shoot.enabled
         obs_keys = self.decoder.cnn_keys + self.decoder.mlp_keys
-        clash = set(obs_keys) & {
-            "reward", "cont", "kl", "dyn", "rep", "overshoot", "overshoot_reward"
-        }  # fmt: skip
+        clash = set(obs_keys) & _TERM_NAMES
         if clash:
             raise ValueError(
                 f"WorldModel: observation keys {sorted(clash)} clash with loss-term names; rename "
                 "them in an env wrapper or exclude them via decoder.cnn_keys/mlp_keys"
             )
-        self.term_keys: list[str] = obs_keys + head_keys + kl_keys + os_keys
+        self.term_keys: list[str] = obs_keys + head_keys + kl_keys + config.overshooting.terms
         unknown = set(config.loss_scales) - set(self.term_keys)
         if unknown:
             raise ValueError(
@@ -202,9 +201,8 @@ class WorldModel(nn.Module):
         B, T = is_first.shape
         config = self.config.overshooting
         D = min(config.distance, T - 1)
-        keys = ["overshoot"] + (["overshoot_reward"] if config.reward else [])
         if D < 2:  # sequences too short for a distance of 2
-            return {key: reward.new_zeros(B, T) for key in keys}
+            return {key: reward.new_zeros(B, T) for key in config.terms}
         # Step i = 1..D from start row t takes prev_actions[t + i] (rows past T: padding, masked).
         actions = _windows(prev_actions, D, 0.0)[:, :, 1:]  # [B, T, D, A]
         states, _ = self.rssm.imagine(posterior.reshape(-1), actions.flatten(0, 1))
