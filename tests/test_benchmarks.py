@@ -108,3 +108,17 @@ def test_planning_times_library_and_reference_side_by_side(tmp_path):
         assert r["speedup_vs_reference"] == pytest.approx(
             rows["reference"]["median_s"] / r["median_s"]
         )
+
+
+def test_env_steps_reports_a_rate_per_env(tmp_path, capsys):
+    import env_steps
+
+    out = tmp_path / "env_steps.json"
+    report = env_steps.main(
+        ["--envs", "builtin:pointmass", "builtin:echo", "--steps", "20", "--repeats", "2",
+         "--image-size", "16", "--json", str(out)]
+    )  # fmt: skip
+    assert set(report["envs"]) == {"builtin:pointmass", "builtin:echo"}
+    assert all(len(rates) == 2 and min(rates) > 0 for rates in report["envs"].values())
+    assert json.loads(out.read_text())["steps"] == 20
+    assert "builtin:echo" in capsys.readouterr().out
