@@ -53,17 +53,25 @@ AGENTS: dict[str, list[str]] = {
     "v1": ["dreamer_v1"],
     "v2": ["dreamer_v2"],
     "v3_size12m": ["dreamer_v3", "size12m"],
+    "v3_xxs": ["dreamer_v3", "xxs"],
 }
+STATE_DIM = 6  # --obs proprio: a state vector of this size (DMC reacher: 6) instead of images
 MIB = 2.0**20
 
 
-def build(name: str, device: torch.device, horizon: int, imag_last: int = 0) -> DreamerAgent:
+def build(
+    name: str, device: torch.device, horizon: int, imag_last: int = 0, obs: str = "pixels"
+) -> DreamerAgent:
     config = config_lib.load_presets(Config, AGENTS[name])
     config = config_lib.apply_overrides(
         config,
         {"dreamer.actor_critic.horizon": horizon, "dreamer.actor_critic.imag_last": imag_last},
     )
-    obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)})
+    if obs == "proprio":
+        space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        obs_space = gym.spaces.Dict({"state": space})
+    else:
+        obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)})
     return DreamerAgent(
         obs_space, ACTION_DIM, config.world_model, config.dreamer, seed=0, device=device
     )
@@ -85,8 +93,13 @@ def model_update(agent: DreamerAgent, batch: dict[str, Any]) -> None:
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    agent = build(name, device, args.horizon, args.imag_last)
+    agent = build(name, device, args.horizon, args.imag_last, args.obs)
     batch = make_batch(args.batch, args.length, device)
+    if args.obs == "proprio":
+        gen = torch.Generator().manual_seed(1)
+        del batch["image"]
+        state = torch.randn(args.batch, args.length, STATE_DIM, generator=gen)
+        batch["state"] = state.to(device)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -130,7 +143,7 @@ def run_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--out", str(out)]
-        flags = ("batch", "length", "horizon", "imag_last", "repeats", "warmup", "device")
+        flags = ("batch", "length", "horizon", "imag_last", "repeats", "warmup", "device", "obs")
         for flag in (*flags, "threads"):
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         subprocess.run(cmd, check=True)
@@ -147,7 +160,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"full Dreamer update (world model + actor-critic), batch {report['batch']}x"
         f"{report['length']}, imagination horizon {report['horizon']} from {starts}, "
-        f"64x64x3 images, {ACTION_DIM}-dim continuous actions",
+        + (f"{STATE_DIM}-dim state vectors" if report["obs"] == "proprio" else "64x64x3 images")
+        + f", {ACTION_DIM}-dim continuous actions",
         f"device {report['device']} ({report['cpu']}), torch {report['torch']}, "
         f"{report['threads']} threads, median of {report['repeats']} after {report['warmup']} "
         f"warm-up; 1-min load {report['loadavg_start']:.1f} at start",
@@ -187,6 +201,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--obs", choices=["pixels", "proprio"], default="pixels",
+        help="64x64 images (CNN encoder and decoder) or a state vector (MLPs only)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
@@ -224,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "length": args.length,
         "horizon": args.horizon,
         "imag_last": args.imag_last,
+        "obs": args.obs,
         "repeats": args.repeats,
         "warmup": args.warmup,
         "matmul_flops": max(start, end),
@@ -235,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         script="train_step.py",
         section="train-step-speed"
         + (f"-imag-last{args.imag_last}" if args.imag_last else "")
+        + ("-proprio" if args.obs == "proprio" else "")
         + ("-cuda" if args.device == "cuda" else ""),
         title=f"## Full Dreamer update speed ({report['cpu']})",
         argv=argv,

@@ -89,6 +89,21 @@ def test_train_step_measures_a_full_update(tmp_path):
     assert report["imag_last"] == 2 and report["agents"][0]["flops"] < agent["flops"]
 
 
+def test_train_step_measures_a_proprio_update_without_a_cnn(tmp_path):
+    import train_step
+
+    args = ["--batch", "2", "--length", "8", "--horizon", "2", "--repeats", "1", "--warmup", "0"]
+    pixels, proprio = tmp_path / "pixels.json", tmp_path / "proprio.json"
+    train_step.main(["--agents", "v3_xxs", *args, "--json", str(pixels)])
+    train_step.main(["--agents", "v3_xxs", *args, "--obs", "proprio", "--json", str(proprio)])
+    report = json.loads(proprio.read_text())
+    assert report["obs"] == "proprio" and report["agents"][0]["agent"] == "v3_xxs"
+    # no convolutions: far fewer FLOPs and parameters than the same agent on 64x64 images
+    image = json.loads(pixels.read_text())["agents"][0]
+    assert report["agents"][0]["flops"] < image["flops"] / 2
+    assert report["agents"][0]["params"] < image["params"]
+
+
 def test_planning_times_library_and_reference_side_by_side(tmp_path):
     import planning
 
