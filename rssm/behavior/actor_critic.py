@@ -108,6 +108,8 @@ class ActorCriticConfig:
         discount: γ (V3: 1 - 1/333); lam: λ of the returns.
         actor_grad_cont, actor_grad_disc: actor gradient for continuous / discrete actions.
         actor_grad_mix: weight of the dynamics term for ``mix`` (1 - weight on REINFORCE).
+        dynamics_baseline: the dynamics term maximises the advantage ``R_t - V(s_t)``, with the
+            gradient through ``V(s_t)`` (V3's released code), instead of ``R_t`` alone (V1, V2).
         entropy: scale of the actor's entropy bonus (V3: 3e-4 with normalised returns).
         return_norm: divide advantages by the percentile range of the returns (V3).
         return_norm_decay, return_norm_low, return_norm_high, return_norm_min: its EMA decay,
@@ -127,6 +129,7 @@ class ActorCriticConfig:
     actor_grad_cont: ActorGrad = "dynamics"
     actor_grad_disc: ActorGrad = "reinforce"
     actor_grad_mix: float = 0.1
+    dynamics_baseline: bool = True
     entropy: float = 3e-4
     return_norm: bool = True
     return_norm_decay: float = 0.99
@@ -333,8 +336,11 @@ class ActorCritic(nn.Module):
     def _actor_loss(
         self, imag: Imagination, returns: Tensor, base: Tensor, weights: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Maximise normalised returns (dynamics) and/or advantages · log π (REINFORCE), plus an
-        entropy bonus; every term weighted per state (DreamerV3 eq. 11)."""
+        """Maximise normalised returns or advantages ``(R_t - V(s_t)) / S`` differentiated
+        through the dynamics (``dynamics``; ``dynamics_baseline`` picks which), and/or advantages
+        as weights of ``log π`` (REINFORCE), plus an entropy bonus; every term weighted per state
+        (DreamerV3 eq. 11). ``base`` is V(s_0..s_{H-1}) [N, H] with its graph (dynamics) or
+        detached (REINFORCE)."""
         config = self.config
         if config.return_norm:
             self.normalizer.update(returns)
@@ -343,8 +349,14 @@ class ActorCritic(nn.Module):
             scale = returns.new_ones(())
         objective = returns.new_zeros(returns.shape)
         if self.actor_grad in ("dynamics", "mix"):
+            # V3: the normalised advantage, differentiated through both terms: the imagined
+            # states s_1..s_{H-1} depend on the actor's earlier actions, so the baseline V(s_t)
+            # carries gradient too (DreamerV3's released code: ``-(normed_ret - normed_base)``).
+            # Without it (V1, V2) the actor also climbs the critic's values at its own
+            # intermediate states: a different gradient, pinned by a test.
             mix = 1.0 if self.actor_grad == "dynamics" else config.actor_grad_mix
-            objective = objective + mix * returns / scale
+            target = returns - base if config.dynamics_baseline else returns
+            objective = objective + mix * target / scale
         if self.actor_grad in ("reinforce", "mix"):
             mix = 1.0 if self.actor_grad == "reinforce" else 1.0 - config.actor_grad_mix
             advantage = ((returns - base) / scale).detach()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rssm.behavior import ActorConfig, ActorCritic, ActorCriticConfig, CriticConfig
+from rssm.behavior.actor_critic import Imagination
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel
 from rssm.nn import Normal, OneHotCategorical, TanhNormal
@@ -185,3 +186,33 @@ def test_bad_config_values_name_the_field():
         ActorCriticConfig(horizon=0)
     with pytest.raises(ValueError, match="discount"):
         ActorCriticConfig(discount=1.5)
+
+
+@pytest.mark.parametrize("baseline", [True, False])
+def test_dynamics_objective_differentiates_the_advantage_or_the_return(baseline):
+    """V3's released code maximises (R_t - V(s_t)) / S with gradients through both terms; V1/V2
+    maximise R_t alone. Golden gradients of the actor loss w.r.t. the returns and the values."""
+    _, behavior = build(discrete=False, dynamics_baseline=baseline, entropy=0.0)
+    N = 3
+    returns = torch.tensor([[0.5, 0.2, -0.1, 0.3]] * N, requires_grad=True)  # [N, H]
+    base = torch.tensor([[0.1, 0.4, 0.0, -0.2]] * N, requires_grad=True)
+    weights = torch.tensor([[1.0, 0.9, 0.8, 0.7]] * N)
+    zeros = torch.zeros(N, H)
+    imag = Imagination(None, None, None, zeros, zeros)
+    loss, metrics = behavior._actor_loss(imag, returns, base, weights)
+    loss.backward()
+    assert float(metrics["return_scale"]) == 1.0  # a percentile range below 1: no scaling
+    torch.testing.assert_close(returns.grad, -weights / (N * H))
+    if baseline:
+        torch.testing.assert_close(base.grad, weights / (N * H))
+    else:  # the values do not enter the objective at all
+        assert base.grad is None
+
+
+def test_v3_preset_differentiates_the_baseline_and_v1_v2_do_not():
+    from rssm import config as config_lib
+    from rssm.run.train import Config
+
+    for name, expected in [("dreamer_v3", True), ("dreamer_v2", False), ("dreamer_v1", False)]:
+        config = config_lib.load_presets(Config, [name])
+        assert config.dreamer.actor_critic.dynamics_baseline is expected, name
