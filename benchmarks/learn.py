@@ -47,6 +47,15 @@ from rssm.run.logger import read_metrics  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
 from rssm.run.train import Config, train  # noqa: E402
 
+# DreamerV3's released learning curves (2023 version: size S, action repeat 2, train ratio 512,
+# batch 16x64; DMC proprio; training-episode return, mean of 5 seeds), ../shared/REFERENCE.md.
+RELEASED_V3_PROPRIO: dict[str, dict[int, float]] = {
+    "dmc:reacher-easy": {10_000: 72, 20_000: 36, 30_000: 359, 40_000: 485, 50_000: 611,
+                         100_000: 727},
+    "dmc:cartpole-balance": {10_000: 316, 20_000: 227, 30_000: 371, 40_000: 486, 50_000: 518,
+                             100_000: 821},
+}  # fmt: skip
+
 
 def _assignment(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
@@ -67,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="dotted config overrides (YAML values), applied after the presets",
     )  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--want-seeds", type=int, default=None,
+        help="seeds the protocol asks for; a row with fewer says so (default: len(--seeds))",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, required=True, help="env-step budget of each run")
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
@@ -195,6 +208,9 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         or key.startswith((f"{config.agent}.",))
     }
     steps = sorted({p["step"] for run in runs for p in run["points"]})
+    released = (
+        RELEASED_V3_PROPRIO.get(args.env, {}) if config.env.options.get("obs") == "proprio" else {}
+    )
     lines = [
         f"## {config.agent} on `{args.env}` ({args.label})",
         "",
@@ -220,16 +236,38 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
             else []
         ),
         "",
-        "| env steps | seeds | eval return | train return | wall clock (min) |",
-        "|---|---|---|---|---|",
+        "| env steps | seeds | eval return | train return | wall clock (min) |"
+        + (" released DreamerV3 (S, train return) |" if released else ""),
+        "|---|---|---|---|---|" + ("---|" if released else ""),
     ]
     for step in steps:
         at = [p for run in runs for p in run["points"] if p["step"] == step]
         evals = [p["eval_return"] for p in at]
         trains = [p["train_return"] for p in at if p["train_return"] is not None]
         minutes = [p["time"] / 60 for p in at]
-        lines.append(f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |")
+        row = f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |"
+        if released:
+            row += f" {released[step]:g} |" if step in released else " - |"
+        lines.append(row)
+    lines += partial_row_notes(args, runs)
     return "\n".join(lines)
+
+
+def partial_row_notes(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[str]:
+    """What makes a row partial: fewer seeds than the protocol asks, runs stopped before
+    ``--steps`` (by their wall-clock budget or an interruption)."""
+    notes = []
+    want = args.want_seeds or len(args.seeds)
+    if len(runs) < want:
+        notes.append(f"**Partial row: {len(runs)} of the {want} seeds the protocol asks for.**")
+    short = [r for r in runs if r["stopped_at"] is None or r["stopped_at"] < args.steps]
+    if short:
+        where = ", ".join(f"seed {r['seed']} at {r['stopped_at']}" for r in short)
+        notes.append(
+            f"**Partial row: stopped before the target {args.steps} env steps ({where})**; "
+            "the same command with the same `--out` resumes them."
+        )
+    return ["", *notes] if notes else []
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

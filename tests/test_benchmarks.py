@@ -48,6 +48,7 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
         "--label", "budget", "--configs", "planet", "debug", "--env", "builtin:pointmass",
         "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--seeds", "0",
         "--out", str(tmp_path / "runs"), "--minutes", "1e-9", "--note", "alone on the machine",
+        "--want-seeds", "3",
     ])  # fmt: skip
     # The budget is spent at once: the run stops at the end of the seed episode and is
     # evaluated there.
@@ -56,6 +57,31 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     table = capsys.readouterr().out
     assert f"seed 0: {run['stopped_at']}," in table and "wall-clock budget 1e-09 min" in table
     assert "`run.max_minutes=1e-09`" in table and "Note: alone on the machine" in table
+    assert "Partial row: 1 of the 3 seeds the protocol asks for" in table
+    assert (
+        f"Partial row: stopped before the target 200 env steps (seed 0 at {run['stopped_at']})"
+        in table
+    )
+
+
+def test_learn_table_puts_the_released_curve_beside_a_proprio_row(tmp_path):
+    import learn
+
+    args = learn.parse_args([
+        "--label", "v3", "--configs", "dreamer_v3", "dmc_proprio", "debug", "--env",
+        "dmc:reacher-easy", "--steps", "20000", "--eval-every", "10000", "--out", str(tmp_path),
+    ])  # fmt: skip
+    points = [
+        {"step": 10_000, "time": 60.0, "eval_return": 100.0, "train_return": 90.0},
+        {"step": 20_000, "time": 120.0, "eval_return": 200.0, "train_return": 150.0},
+    ]
+    runs = [{"seed": 0, "logdir": str(tmp_path / "none"), "points": points, "stopped_at": 20_000,
+             "updates": 5000}]  # fmt: skip
+    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
+    assert "released DreamerV3 (S, train return) |" in table
+    assert "| 10000 | 1 | 100.0 | 90.0 | 1.0 | 72 |" in table
+    assert "| 20000 | 1 | 200.0 | 150.0 | 2.0 | 36 |" in table
+    assert "Partial row" not in table  # all seeds asked for, every run reached --steps
 
 
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
