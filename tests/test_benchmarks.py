@@ -163,3 +163,34 @@ def test_env_steps_reports_a_rate_per_env(tmp_path, capsys):
     assert all(len(rates) == 2 and min(rates) > 0 for rates in report["envs"].values())
     assert json.loads(out.read_text())["steps"] == 20
     assert "builtin:echo" in capsys.readouterr().out
+
+
+def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
+    import parity
+
+    ours, ref = tmp_path / "ours", tmp_path / "ref"
+    ours.mkdir(), ref.mkdir()
+    our_rows = [
+        {"step": 1000, "train/updates": 250, "train/state_loss": 3.0, "train/reward_loss": 2.0,
+         "train/actor_loss": 9.0, "train/return_scale": 1.5, "train/value_mean": 0.5},
+        {"step": 2000, "train/updates": 500, "train/state_loss": 1.0, "train/reward_loss": 1.0,
+         "train/actor_loss": 9.0, "train/return_scale": 2.5, "train/value_mean": 1.5},
+    ]  # fmt: skip
+    (ours / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in our_rows))
+    ref_rows = [
+        {"step": 2000, "update_count": 480, "position_loss": 0.5, "velocity_loss": 0.25,
+         "reward_loss": 0.75, "actor_loss": 7.0, "EMA_005": 1.0, "EMA_095": 1.5,
+         "value_mean": 0.25},
+        {"step": 2000, "eval_return": 12.0},
+    ]  # fmt: skip
+    (ref / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ref_rows) + "{bad\n")
+    text = parity.main(["--ours", str(ours), "--reference", str(ref), "--label", "t",
+                        "--steps", "2000", "--window", "2000"])  # fmt: skip
+    # observation loss: ours is the mean of 3 and 1; the reference sums its per-key losses
+    assert "| observation loss | 2 / 0.75 |" in text
+    assert "| reward loss | 1.5 / 0.75 |" in text
+    assert "| return scale | 2 / 1 |" in text  # max(1, EMA_095 - EMA_005)
+    assert "| critic value (mean) | 1 / 0.25 |" in text
+    assert "| eval return | - / 12 |" in text
+    assert parity.series(parity.read_reference(ref), parity.METRICS["reward loss"][1],
+                         "update_count") == [(2000, 480.0, 0.75)]  # fmt: skip

@@ -370,6 +370,9 @@ class ActorCritic(nn.Module):
             "return_scale": scale.detach(),
             "advantage_mean": ((returns - base) / scale).detach().mean(),
         }
+        if config.return_norm:  # the percentiles behind the scale (diagnostics)
+            metrics["return_low"] = self.normalizer.low_ema.detach().clone()
+            metrics["return_high"] = self.normalizer.high_ema.detach().clone()
         return loss, metrics
 
     def _critic_loss(
