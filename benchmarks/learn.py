@@ -45,6 +45,7 @@ from results import write_section  # noqa: E402
 from rssm import config as config_lib  # noqa: E402
 from rssm.run.logger import read_metrics  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
+from rssm.run.run_config import check_train_schedule  # noqa: E402
 from rssm.run.train import Config, train  # noqa: E402
 
 # DreamerV3's released learning curves (2023 version: size S, action repeat 2, train ratio 512,
@@ -127,7 +128,9 @@ def make_config(args: argparse.Namespace, seed: int) -> Config:
             "run.max_minutes": args.minutes,
         }
     )
-    return config_lib.apply_overrides(config, overrides)
+    config = config_lib.apply_overrides(config, overrides)
+    check_train_schedule(config, config_lib.layers(args.configs, overrides))
+    return config
 
 
 def one_run(job: tuple[argparse.Namespace, int]) -> dict[str, Any]:

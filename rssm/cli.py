@@ -267,13 +267,16 @@ def _config_help() -> str:
 
 
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from rssm.config import apply_overrides, load_presets
+    from rssm.config import apply_overrides, layers, load_presets
+    from rssm.run.run_config import check_train_schedule
     from rssm.run.train import Config, train
 
-    config = load_presets(Config, args.configs or DEFAULT_CONFIGS)
+    presets = args.configs or DEFAULT_CONFIGS
+    config = load_presets(Config, presets)
     if args.env is not None:
         overrides = ["--env.name", args.env, *overrides]
     config = apply_overrides(config, overrides)
+    check_train_schedule(config, layers(presets, overrides))
     if config.logdir == Config().logdir and not args.resume:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.agent}-{config.env.name}"
         config = apply_overrides(config, ["--logdir", str(Path("runs") / name.replace(":", "-"))])

@@ -507,6 +507,34 @@ def load_presets(
     return config
 
 
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            yield from _dotted(value, _join(prefix, key))
+        else:
+            yield _join(prefix, key), value
+
+
+def layers(
+    names: Sequence[str],
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    directory: str | os.PathLike[str] = PRESETS_DIR,
+) -> list[tuple[str, dict[str, Any]]]:
+    """What each layer of a composed config sets explicitly, in order: ``(source, {dotted key:
+    value})`` for each preset (``"preset 'x'"``) and then the overrides (``"--key"`` each), so
+    that a check can name where a conflicting key came from. Values of overrides are the
+    unparsed text (None for a YAML ``null``)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in names:
+        file = Path(directory) / f"{name}.yaml"
+        out.append((f"preset {name!r}", dict(_dotted(_read_yaml(file)))))
+    for key, value in _split_tokens(overrides):
+        text = value.strip().lower() if isinstance(value, str) else value
+        out.append((f"--{key}", {key: None if text in ("null", "none", "~") else value}))
+    return out
+
+
 def _plain(value: Any) -> Any:
     if _is_instance(value):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}

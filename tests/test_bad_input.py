@@ -189,6 +189,20 @@ TRAIN_CASES = [
     ),
     ("unknown agent", ["--agent", "sac"], ["'agent'", "'sac'", "'dreamer', 'planet', 'random'"]),
     ("negative train ratio", ["--run.train_ratio", "-1"], ["run.train_ratio", ">= 0", "-1"]),
+    (
+        "train ratio and train every together",
+        ["--run.train_ratio", "64", "--run.train_every", "20"],
+        [
+            "run.train_every (from --run.train_every)",
+            "run.train_ratio=64",
+            "--run.train_ratio null",
+        ],
+    ),
+    (
+        "train steps against a preset's train ratio",
+        ["--configs", "dreamer_v3", "debug", "--run.train_ratio", "32", "--run.train_steps", "3"],
+        ["run.train_steps (from --run.train_steps)", "run.train_ratio=32"],
+    ),
     ("unknown env option", ["--env.options.colour", "red"], ["colour", "it accepts: obs"]),
     ("bad env option value", ["--env.options.obs", "pics"], ["obs='pics'", "pixels, state"]),
     ("env options not a mapping", ["--env.options", "[1]"], ["'env.options'", "expected dict"]),

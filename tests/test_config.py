@@ -372,3 +372,27 @@ def test_diff():
     assert cfg.diff(nan, copy.deepcopy(nan)) == {}
     with pytest.raises(TypeError):
         cfg.diff(a, Inner())
+
+
+def test_train_schedule_conflicts_name_both_keys_and_their_sources():
+    from rssm.run.run_config import check_train_schedule
+    from rssm.run.train import Config
+
+    def compose(presets, overrides):
+        config = cfg.apply_overrides(cfg.load_presets(Config, presets), overrides)
+        check_train_schedule(config, cfg.layers(presets, overrides))
+        return config
+
+    # a ratio given after a preset's every/steps schedule replaces it: the later layer decides
+    assert compose(["dreamer_v1"], ["--run.train_ratio", "512"]).run.train_ratio == 512
+    # a preset that turns the ratio off and sets every/steps (cpu after dreamer_v3) is fine
+    assert compose(["dreamer_v3", "cpu"], []).run.train_every == 500
+    # a schedule given at or after the ratio would be ignored silently: an error
+    with pytest.raises(ValueError, match=r"run.train_every \(from --run.train_every\).*"
+                       r"run.train_ratio=512 \(from preset 'dreamer_v3'\)"):  # fmt: skip
+        compose(["dreamer_v3"], ["--run.train_every", "100"])
+    with pytest.raises(ValueError, match=r"run.train_steps \(from --run.train_steps\)"):
+        compose(["planet"], {"run.train_ratio": 64, "run.train_steps": 5})
+    # turning the ratio off makes every/steps the schedule again
+    config = compose(["dreamer_v3"], ["--run.train_ratio", "null", "--run.train_every", "100"])
+    assert config.run.train_ratio is None and config.run.train_every == 100

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from rssm.agents import DreamerConfig, PlanetConfig
 from rssm.models import WorldModelConfig, world_model_config
 
-__all__ = ["Config", "EnvConfig", "ReplayConfig", "RunConfig"]
+__all__ = ["Config", "EnvConfig", "ReplayConfig", "RunConfig", "check_train_schedule"]
 
 
 @dataclass
@@ -153,6 +153,29 @@ class Config:
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def check_train_schedule(config: Config, layers: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuses two training schedules given together: ``run.train_ratio`` in force and
+    ``run.train_every``/``run.train_steps`` set at or after the layer that set the ratio
+    (presets and overrides in order, as :func:`rssm.config.layers` lists them), since the ratio
+    would silently win. A ratio given after a preset's every/steps schedule replaces it (a later
+    layer states the intent)."""
+    if config.run.train_ratio is None:
+        return
+    ratio_at, ratio_source = -1, "the defaults"
+    for i, (source, keys) in enumerate(layers):
+        if keys.get("run.train_ratio") is not None:
+            ratio_at, ratio_source = i, source
+    for i, (source, keys) in enumerate(layers):
+        for key in ("run.train_every", "run.train_steps"):
+            if i >= ratio_at and key in keys:
+                raise ValueError(
+                    f"{key} (from {source}) and run.train_ratio={config.run.train_ratio:g} "
+                    f"(from {ratio_source}) both set how often to train, and the ratio would "
+                    f"win silently: drop {key}, or add --run.train_ratio null to run "
+                    "run.train_steps updates every run.train_every env steps"
+                )
 
 
 def _check_positive(section: Any, *names: str) -> None:
