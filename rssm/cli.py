@@ -268,7 +268,7 @@ def _config_help() -> str:
 
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rssm.config import apply_overrides, layers, load_presets
-    from rssm.run.run_config import check_train_schedule
+    from rssm.run.run_config import check_train_schedule, resolve_threads
     from rssm.run.train import Config, train
 
     presets = args.configs or DEFAULT_CONFIGS
@@ -280,7 +280,14 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     if config.logdir == Config().logdir and not args.resume:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.agent}-{config.env.name}"
         config = apply_overrides(config, ["--logdir", str(Path("runs") / name.replace(":", "-"))])
+    threads = resolve_threads(config.run)
+    print(
+        f"run directory: {config.logdir}\n  {config.agent} on {config.env.name}, "
+        f"{config.run.steps} env steps, {threads} torch thread(s) (--run.threads)",
+        flush=True,
+    )
     run_dir = train(config, resume=args.resume)
+    print(_final_returns(run_dir))
     print(f"run directory: {run_dir}")
     print(f"  config:     {run_dir / 'config.yaml'}")
     print(
@@ -290,6 +297,24 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"  videos:     {run_dir / 'videos'}")
     print(f"evaluate it: rssm eval --run {run_dir} --episodes 5")
     return 0
+
+
+def _final_returns(run_dir: Path) -> str:
+    """The last evaluation's return beside the random policy's (its seed episodes) on the same
+    env, from the run's metrics."""
+    from rssm.run.logger import read_metrics
+
+    rows = read_metrics(run_dir)
+    evals = [(r["step"], r["eval/return"]) for r in rows if r.get("eval/return") is not None]
+    randoms = [r["episode/random_return"] for r in rows if "episode/random_return" in r]
+    text = (
+        f"final eval return: {evals[-1][1]:.1f} (env step {evals[-1][0]})"
+        if evals
+        else "final eval return: none (run.eval_every is 0 or no evaluation was due)"
+    )
+    if randoms:
+        text += f"; the random policy's seed episodes returned {randoms[0]:.1f} on this env"
+    return text
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -125,8 +125,21 @@ def test_train_and_eval_an_agent(tmp_path, capsys):
         "100",
     ]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert str(logdir) in out and "rssm eval --run" in out
+    # the run directory and the thread count come first, the returns at the end
+    assert out.startswith(f"run directory: {logdir}\n") and "1 torch thread(s)" in out
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    last_eval = [r for r in rows if "eval/return" in r][-1]
+    random = next(r["episode/random_return"] for r in rows if "episode/random_return" in r)
+    assert (
+        f"final eval return: {last_eval['eval/return']:.1f} (env step {last_eval['step']})" in out
+    )
+    assert f"the random policy's seed episodes returned {random:.1f}" in out
+    # not a terminal: a plain progress line per log row instead of a progress bar
+    assert f"step 100/{rows[-1]['step']}: " in captured.err and "updates" in captured.err
+    assert "perf/fps" not in rows[0] or rows[0]["perf/fps"] > 0  # never a 0.0 before any step
     config = yaml.safe_load((logdir / "config.yaml").read_text())
     assert config["agent"] == "planet" and config["run"]["log_every"] == 100
     assert config["planet"]["candidates"] == 8  # debug applied after planet

@@ -27,6 +27,7 @@ from rssm.data import Driver
 from rssm.envs import env_spec
 from rssm.run.checkpoint import CheckpointError, check_compatible
 from rssm.run.resume import load_latest_checkpoint
+from rssm.run.run_config import torch_threads
 
 __all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate"]
 
@@ -97,7 +98,7 @@ def evaluate(
             frame = _frame_source(envs[0], config.env.name, video_path)
             writer = recorder = _VideoWriter(video_path, imageio)
             driver.on_step(lambda transition, worker: writer.add(frame(transition)))
-        with recorder, _torch_rng(seed, config.run.device):
+        with recorder, _torch_rng(seed, config.run.device), torch_threads(config.run):
             driver(functools.partial(agent.policy, mode=mode), episodes=episodes)
     finally:
         driver.close()

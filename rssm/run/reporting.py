@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -26,6 +27,7 @@ class Stats:
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.last_return = math.nan
+        self.random = False  # True while the seed episodes (uniform random policy) run
 
     def add(self, prefix: str, values: dict[str, float]) -> None:
         for name, value in values.items():
@@ -35,6 +37,8 @@ class Stats:
     def episode(self, stats: dict[str, Any], worker: int) -> None:
         self.last_return = float(stats["return"])
         self.add("episode/", {"return": stats["return"], "length": stats["length"]})
+        if self.random:  # the random policy's return on this env: a baseline for the curves
+            self.add("episode/", {"random_return": stats["return"]})
 
     def flush(self) -> dict[str, float]:
         means = {name: total / self.counts[name] for name, total in self.sums.items()}
@@ -126,8 +130,9 @@ class Reporter:
     def _scalars(self, step: int) -> None:
         counters, config = self.parts.counters, self.parts.config
         now = time.perf_counter()
-        fps = (step - self.clock[1]) / max(now - self.clock[0], 1e-9)
-        self.clock = (now, step)
+        elapsed = step - self.clock[1]
+        fps = elapsed / max(now - self.clock[0], 1e-9) if elapsed > 0 else None
+        self.clock = (now, step) if elapsed > 0 else self.clock
         replayed = counters.updates * config.replay.batch_size * config.replay.length
         self.logger.scalars(self.parts.stats.flush())
         self.logger.scalars(
@@ -137,8 +142,27 @@ class Reporter:
                 "train/grad_steps_per_env_step": counters.updates / max(step, 1),
                 "train/replay_ratio": replayed / max(counters.agent_steps, 1),
                 "episode/count": counters.episodes,
-                "perf/fps": fps,
+                **({"perf/fps": fps} if fps is not None else {}),  # none before any step
                 "replay/steps": len(self.parts.replay),
             }
         )
-        self.bar.set_postfix(fps=f"{fps:.0f}", ret=f"{self.parts.stats.last_return:.1f}")
+        last = self.parts.stats.last_return
+        self.bar.set_postfix(ret=f"{last:.1f}")
+        if self.bar.disable:  # no terminal (e.g. a log file): a plain line per log row
+            total = config.run.steps
+            eta = f", ETA {_duration((total - step) / fps)}" if fps else ""
+            rate = f"{fps:.0f} env steps/s" if fps else "- env steps/s"
+            print(
+                f"step {step}/{total}: {rate}{eta}, last episode return {last:.1f}, "
+                f"{counters.updates} updates",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

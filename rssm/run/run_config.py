@@ -5,14 +5,26 @@ dotted overrides fill it through :mod:`rssm.config`; :mod:`rssm.run.train` runs 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import torch
 
 from rssm.agents import DreamerConfig, PlanetConfig
 from rssm.models import WorldModelConfig, world_model_config
 
-__all__ = ["Config", "EnvConfig", "ReplayConfig", "RunConfig", "check_train_schedule"]
+__all__ = [
+    "Config",
+    "EnvConfig",
+    "ReplayConfig",
+    "RunConfig",
+    "check_train_schedule",
+    "resolve_threads",
+    "torch_threads",
+]
 
 
 @dataclass
@@ -87,6 +99,10 @@ class RunConfig:
             there (when ``eval_every`` is set) and writes its checkpoint; ``--resume`` goes on
             from there. ``None``: no limit.
         tensorboard: also write TensorBoard events (when installed).
+        threads: torch CPU threads of the run (``torch.set_num_threads``); None: 1 for a run
+            on the CPU, whose models here are small enough that a second thread gains little
+            while it collapses the run whenever another process competes for the cores (OpenMP
+            threads wait on each other), and torch's default for a GPU run.
     """
 
     steps: int = 100_000
@@ -107,9 +123,12 @@ class RunConfig:
     max_nonfinite: int = 20
     max_minutes: float | None = None
     tensorboard: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "video_context", "max_nonfinite", "keep_checkpoints")
+        if self.threads is not None:
+            _check_positive(self, "threads")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(
                 f"RunConfig.max_minutes must be a positive number of minutes (null: no limit), "
@@ -153,6 +172,27 @@ class Config:
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+@contextlib.contextmanager
+def torch_threads(run: RunConfig) -> Iterator[int]:
+    """Runs the block with the run's torch thread count (:func:`resolve_threads`) and restores
+    the caller's setting afterwards; yields the count."""
+    previous = torch.get_num_threads()
+    count = resolve_threads(run)
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(previous)
+
+
+def resolve_threads(run: RunConfig) -> int:
+    """The torch thread count a run uses: ``run.threads``, else 1 on the CPU and torch's
+    current setting on an accelerator."""
+    if run.threads is not None:
+        return run.threads
+    return 1 if run.device == "cpu" else torch.get_num_threads()
 
 
 def check_train_schedule(config: Config, layers: list[tuple[str, dict[str, Any]]]) -> None:

@@ -58,7 +58,7 @@ from rssm.run.resume import (
     run_state,
     write_checkpoint,
 )
-from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig
+from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig, torch_threads
 from rssm.run.when import Every, Ratio, updates_per_step
 
 __all__ = [
@@ -77,7 +77,14 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 # Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
-RESUMABLE_KEYS = ("logdir", "run.steps", "run.device", "run.keep_checkpoints", "run.max_minutes")
+RESUMABLE_KEYS = (
+    "logdir",
+    "run.steps",
+    "run.device",
+    "run.keep_checkpoints",
+    "run.max_minutes",
+    "run.threads",
+)
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -369,6 +376,11 @@ def train(config: Config, *, resume: bool = False) -> Path:
             that differs from the checkpoint's (naming the keys).
         CheckpointError: resuming a run none of whose checkpoints can be read.
     """
+    with torch_threads(config.run):
+        return _run(config, resume)
+
+
+def _run(config: Config, resume: bool) -> Path:
     run_dir = Path(config.logdir)
     parts = _build(config, run_dir, resume)
     counters, driver = parts.counters, parts.driver
@@ -382,8 +394,10 @@ def train(config: Config, *, resume: bool = False) -> Path:
         with _deferred_interrupt() as interrupted:
             if counters.agent_steps == 0 and config.run.seed_episodes:
                 spec = parts.spec
+                parts.stats.random = True
                 driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
                        episodes=config.run.seed_episodes)  # fmt: skip
+                parts.stats.random = False
                 driver.reset()  # with several envs, the agent starts every env at an episode start
             _loop(parts, run_dir, Reporter(parts, logger, bar), interrupted)
     except KeyboardInterrupt:

@@ -102,3 +102,21 @@ def test_planet_with_discrete_actions_raises_the_agents_error(tmp_path):
     config = debug_config(tmp_path, env={"name": "builtin:pointmass-discrete"})
     with pytest.raises(ValueError, match="discrete"):
         train(config)
+
+
+def test_run_threads_apply_during_the_run_and_the_caller_keeps_its_own(tmp_path, monkeypatch):
+    from rssm.run import train as train_lib
+    from rssm.run.run_config import RunConfig, resolve_threads
+
+    assert resolve_threads(RunConfig()) == 1  # CPU runs default to one thread
+    assert resolve_threads(RunConfig(threads=3)) == 3
+    with pytest.raises(ValueError, match="RunConfig.threads must be a positive int"):
+        RunConfig(threads=0)
+    seen = []
+    build = train_lib._build
+    monkeypatch.setattr(
+        train_lib, "_build", lambda *a: (seen.append(torch.get_num_threads()), build(*a))[1]
+    )
+    before = torch.get_num_threads()
+    run(debug_config(tmp_path, run={"threads": 2, "tensorboard": False}))
+    assert seen == [2] and torch.get_num_threads() == before
