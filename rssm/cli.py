@@ -184,10 +184,12 @@ def _add_see_parsers(sub: Any) -> None:
         ),
     )
     plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories")
-    plot.add_argument("--out", type=Path, default=Path("curves.png"), metavar="PATH",
-                      help="(path, default: curves.png)")  # fmt: skip
-    plot.add_argument("--metric", default="eval/return", metavar="STR",
-                      help="(str, default: eval/return)")  # fmt: skip
+    plot.add_argument("--out", type=Path, default=None, metavar="PATH",
+                      help="(path, default: curves.png in the first run's directory); with "
+                      "several metrics, one file each: <out stem>-<metric>.png")  # fmt: skip
+    plot.add_argument("--metric", nargs="+", default=["eval/return"], metavar="STR",
+                      help="(list of str, default: eval/return) any logged scalars, e.g. "
+                      "train/value_mean train/return_mean train/actor_entropy")  # fmt: skip
     plot.add_argument("--labels", nargs="+", default=None, metavar="STR",
                       help="(list of str, default: from configs) per run")  # fmt: skip
     plot.add_argument("--spread", choices=["minmax", "std"], default="minmax",
@@ -229,14 +231,20 @@ def _dream(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from rssm.run.plot import plot_runs
 
-    result = plot_runs(
-        args.runs, args.out, metric=args.metric, labels=args.labels, spread=args.spread
-    )
-    for name, group in result["groups"].items():
-        print(f"{name}: {group['seeds']} seed(s), final mean {group['mean'][-1]:.1f}")
-    for run in result["skipped"]:
-        print(f"skipped {run}: it logged no {args.metric}")
-    print(f"plot: {result['out']}")
+    out = args.out if args.out is not None else args.runs[0] / "curves.png"
+    for metric in args.metric:
+        path = out
+        if len(args.metric) > 1:
+            slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in metric)
+            path = out.with_name(f"{out.stem}-{slug}{out.suffix}")
+        result = plot_runs(args.runs, path, metric=metric, labels=args.labels, spread=args.spread)
+        for name, group in result["groups"].items():
+            print(f"{metric}: {name}: {group['seeds']} seed(s), final mean {group['mean'][-1]:.4g}")
+        if result["random"] is not None:
+            print(f"{metric}: random policy (seed episodes) {result['random']:.4g}")
+        for run in result["skipped"]:
+            print(f"skipped {run}: it logged no {metric}")
+        print(f"plot: {result['out']}")
     return 0
 
 

@@ -30,7 +30,16 @@ def test_plot_groups_seeds(runs, capsys):
     out = runs / "curves.png"
     assert main(["plot", str(runs / "seed0"), str(runs / "seed1"), "--out", str(out)]) == 0
     assert iio.imread(out).ndim == 3
-    assert "2 seed(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 seed(s)" in printed and "random policy (seed episodes)" in printed
+
+
+def test_plot_draws_several_metrics_into_the_first_run_by_default(runs, capsys):
+    metrics = ["train/model_loss", "train/kl"]
+    assert main(["plot", str(runs / "seed0"), "--metric", *metrics]) == 0
+    for name in ("curves-train_model_loss.png", "curves-train_kl.png"):
+        assert iio.imread(runs / "seed0" / name).ndim == 3
+    assert capsys.readouterr().out.count("plot: ") == 2
 
 
 def test_report_writes_json_and_png(runs):

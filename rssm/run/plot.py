@@ -30,6 +30,8 @@ Spread = Literal["minmax", "std"]
 _IGNORED_KEYS = ("seed", "logdir")  # keys in which seeds of one experiment differ
 _ROW_KEYS = ("step", "time")
 _NAME_KEYS = 3  # config keys shown in a group's name
+RANDOM_RETURN = "episode/random_return"  # logged by rssm train during its seed episodes
+RETURN_METRICS = ("eval/return", "episode/return")  # drawn with the random policy's return
 
 
 # ------------------------------------------------------------------------------ matplotlib
@@ -271,9 +273,11 @@ def plot_runs(
         spread: ``"minmax"`` shades min to max over seeds, ``"std"`` the mean +- one std.
 
     Returns:
-        ``{"out": Path, "metric": str, "skipped": [run dirs], "time_unit": "seconds" | "minutes"
-        | "hours", "groups": {name: {"runs": [run dirs], "seeds": int, "steps", "mean", "low",
-        "high", "seconds", "time_mean", "time_low", "time_high"}}}``; the curves are float numpy
+        ``{"out": Path, "metric": str, "skipped": [run dirs], "random": the random policy's
+        return drawn as a dashed line (return metrics of runs that logged it; else None),
+        "time_unit": "seconds" | "minutes" | "hours", "groups": {name: {"runs": [run dirs],
+        "seeds": int, "steps", "mean", "low", "high", "seconds", "time_mean", "time_low",
+        "time_high"}}}``; the curves are float numpy
         arrays ``[G]`` on the group's step grid (``steps``) and wall-clock grid (``seconds``).
 
     Raises:
@@ -316,8 +320,27 @@ def plot_runs(
         }
     skipped = [str(d) for d, (steps, _, _) in zip(dirs, curves, strict=True) if not len(steps)]
     unit = _time_unit(max(float(g["seconds"].max()) for g in groups.values()))
-    path = _draw(groups, Path(out), metric, unit)
-    return {"out": path, "metric": metric, "skipped": skipped, "time_unit": unit, "groups": groups}
+    random = _random_return(all_rows) if metric in RETURN_METRICS else None
+    path = _draw(groups, Path(out), metric, unit, random)
+    return {
+        "out": path,
+        "metric": metric,
+        "skipped": skipped,
+        "time_unit": unit,
+        "groups": groups,
+        "random": random,
+    }
+
+
+def _random_return(all_rows: list[list[dict[str, Any]]]) -> float | None:
+    """Mean over runs of the random policy's return on their env (the seed episodes, logged as
+    ``episode/random_return``); None when no run logged it."""
+    values = [
+        next(r[RANDOM_RETURN] for r in rows if r.get(RANDOM_RETURN) is not None)
+        for rows in all_rows
+        if any(r.get(RANDOM_RETURN) is not None for r in rows)
+    ]
+    return float(np.mean(values)) if values else None
 
 
 def _time_unit(seconds: float) -> Literal["seconds", "minutes", "hours"]:
@@ -326,7 +349,9 @@ def _time_unit(seconds: float) -> Literal["seconds", "minutes", "hours"]:
     return "minutes" if seconds >= 120 else "seconds"
 
 
-def _draw(groups: dict[str, dict[str, Any]], out: Path, metric: str, unit: str) -> Path:
+def _draw(
+    groups: dict[str, dict[str, Any]], out: Path, metric: str, unit: str, random: float | None
+) -> Path:
     fig = figure(11.0, 4.0)
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     scale = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}[unit]
@@ -341,6 +366,10 @@ def _draw(groups: dict[str, dict[str, Any]], out: Path, metric: str, unit: str) 
         clock = group["seconds"] / scale
         by_time.plot(clock, group["time_mean"], color=color, marker="o", markersize=3)
         by_time.fill_between(clock, group["time_low"], group["time_high"], color=color, alpha=0.2)
+    if random is not None:  # the baseline a learner must beat
+        for axes in (by_step, by_time):
+            axes.axhline(random, color="0.4", linestyle="--", linewidth=1)
+        by_step.plot([], [], color="0.4", linestyle="--", label="random policy (seed episodes)")
     by_step.set_xlabel("env steps")
     by_step.set_ylabel(metric)
     by_time.set_xlabel(f"wall clock ({unit})")

@@ -138,3 +138,14 @@ def test_groups_with_the_same_name_stay_apart(tmp_path):
     groups = plot_runs(runs, tmp_path / "c.png")["groups"]
     assert sorted(g["mean"][0] for g in groups.values()) == [1.0, 3.0]
     assert all(g["seeds"] == 1 for g in groups.values())
+
+
+def test_return_plots_draw_the_random_policy_of_runs_that_logged_it(tmp_path):
+    rows = [{"step": 50, "time": 5, "episode/random_return": 4.0}, *curve([100, 200], [9.0, 12.0])]
+    a = make_run(tmp_path, "a", rows, seed=0)
+    b = make_run(tmp_path, "b", [{**rows[0], "episode/random_return": 6.0}, *rows[1:]], seed=1)
+    assert plot_runs([a, b], tmp_path / "r.png")["random"] == 5.0  # mean over the runs
+    other = curve([100, 200], [1.0, 2.0], metric="train/value_mean")
+    c = make_run(tmp_path, "c", [rows[0], *other], seed=2)
+    assert plot_runs([c], tmp_path / "v.png", metric="train/value_mean")["random"] is None
+    assert plot_runs([make_run(tmp_path, "d", rows[1:])], tmp_path / "d.png")["random"] is None
