@@ -71,6 +71,7 @@ class RSSMConfig:
     initial: Initial = "zeros"
     act: Activation = "silu"
     norm: bool = True
+    action_clip: float = 0.0
 
 
 @dataclass

@@ -170,6 +170,7 @@ def _dreamer_v3(size: str | None) -> WorldModelConfig:
             gru_blocks=blocks,
             unimix=0.01,
             initial="learned",
+            action_clip=1.0,
         ),
         reward_head=HeadConfig(
             dist="twohot", units=units, layers=head_layers, bins=255, outscale=0.0

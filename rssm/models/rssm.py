@@ -64,6 +64,10 @@ class RSSM(nn.Module):
             = mode of its prior).
         act: activation of the hidden layers.
         norm: LayerNorm in the hidden layers (and passed to ``make_gru``).
+        action_clip: actions entering the dynamics are scaled into [-clip, clip] with a
+            stop-gradient on the scale, ``a * sg(clip / max(clip, |a|))`` (DreamerV3's released
+            code: imagined samples of its unbounded Normal actor stay in the range the model saw
+            in replay, while their gradient keeps its direction); 0: off.
     """
 
     def __init__(
@@ -84,9 +88,13 @@ class RSSM(nn.Module):
         initial: Initial = "zeros",
         act: Activation = "silu",
         norm: bool = True,
+        action_clip: float = 0.0,
     ) -> None:
         super().__init__()
         _check_options(latent=latent, initial=initial)
+        if not action_clip >= 0:
+            raise ValueError(f"RSSM: action_clip={action_clip!r} must be >= 0 (0: off)")
+        self.action_clip = float(action_clip)
         for name, value in dict(
             action_dim=action_dim, embed_dim=embed_dim, deter=deter, stoch=stoch, units=units
         ).items():
@@ -121,6 +129,13 @@ class RSSM(nn.Module):
         if initial == "learned":
             self._initial_deter = nn.Parameter(torch.zeros(deter))
         self._compiled_prior_step: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None
+
+    def _action_in(self, action: Tensor) -> Tensor:
+        """The action half of the input layer, after the optional ``action_clip``."""
+        if self.action_clip > 0:
+            scale = self.action_clip / action.detach().abs().clamp(min=self.action_clip)
+            action = action * scale
+        return self._img_in_action(action)
 
     # ----------------------------------------------------------------------------- distributions
     def dist(self, stats: Tensor) -> Normal | OneHotCategorical:
@@ -226,9 +241,7 @@ class RSSM(nn.Module):
         Returns:
             Prior state [N].
         """
-        return RSSMState(
-            *self._prior_step(state.deter, state.stoch, self._img_in_action(action), True)
-        )
+        return RSSMState(*self._prior_step(state.deter, state.stoch, self._action_in(action), True))
 
     def obs_step(
         self, state: RSSMState, prev_action: Tensor, embed: Tensor, is_first: Tensor
@@ -247,7 +260,7 @@ class RSSM(nn.Module):
         first = is_first.bool()
         state = state.where(first, self._initial_one())
         prev_action = prev_action.masked_fill(first.unsqueeze(-1), 0.0)
-        deter = self._core(state.deter, state.stoch, self._img_in_action(prev_action))
+        deter = self._core(state.deter, state.stoch, self._action_in(prev_action))
         post_stats = self._post_stats(deter, self._obs_in_embed(embed))
         prior_stats = self._prior_stats(deter)
         posterior = RSSMState(deter, self._sample(post_stats), post_stats)
@@ -282,7 +295,7 @@ class RSSM(nn.Module):
         first = is_first.bool()
         prev_action = prev_action.masked_fill(first.unsqueeze(-1), 0.0)
         # Time-major, precomputed halves of the input and posterior layers: [T, B, units].
-        action_proj = self._img_in_action(prev_action.transpose(0, 1))
+        action_proj = self._action_in(prev_action.transpose(0, 1))
         embed_proj = self._obs_in_embed(embed.transpose(0, 1))
         first_tm = first.t().unsqueeze(-1)
         deter, stoch = state.deter, state.stoch
@@ -344,7 +357,7 @@ class RSSM(nn.Module):
                     f"imagine: actions have shape {tuple(actions.shape)}, expected "
                     f"[N={N}, H={horizon}, A={self.action_dim}]"
                 )
-            action_proj = self._img_in_action(actions.transpose(0, 1))  # [H, N, units]
+            action_proj = self._action_in(actions.transpose(0, 1))  # [H, N, units]
             policy = None
         elif callable(policy_or_actions):
             if horizon is None:
@@ -369,7 +382,7 @@ class RSSM(nn.Module):
                         f"[N={N}, A={self.action_dim}]"
                     )
                 action_list.append(action)
-                proj = self._img_in_action(action)
+                proj = self._action_in(action)
             state = RSSMState(*self._prior_step(state.deter, state.stoch, proj, sample))
             states.append(state)
         if policy is not None:

@@ -209,10 +209,12 @@ def test_dynamics_objective_differentiates_the_advantage_or_the_return(baseline)
         assert base.grad is None
 
 
-def test_v3_preset_differentiates_the_baseline_and_v1_v2_do_not():
+def test_v3_preset_differentiates_the_baseline_and_clips_actions_and_v1_v2_do_not():
     from rssm import config as config_lib
     from rssm.run.train import Config
 
     for name, expected in [("dreamer_v3", True), ("dreamer_v2", False), ("dreamer_v1", False)]:
         config = config_lib.load_presets(Config, [name])
         assert config.dreamer.actor_critic.dynamics_baseline is expected, name
+        # V3 (released code) clips the imagined actions entering the dynamics to [-1, 1]
+        assert config.world_model.rssm.action_clip == (1.0 if expected else 0.0), name

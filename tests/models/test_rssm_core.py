@@ -337,3 +337,24 @@ def test_compiled_prior_step_matches_eager(latent):  # compiling takes ~10 s per
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(step.deter, eager.deter[:, 1], rtol=1e-5, atol=1e-5)
     assert torch.isfinite(step.stoch).all()
+
+
+def test_action_clip_scales_actions_into_range_with_a_straight_gradient():
+    """``a * sg(clip / max(clip, |a|))``: the dynamics see actions in [-clip, clip]; the gradient
+    reaching an action is scaled by the same factor (DreamerV3's released code)."""
+    clipped, plain = make_rssm(action_clip=1.0), make_rssm()
+    assert clipped.action_clip == 1.0 and plain.action_clip == 0.0
+    raw = torch.tensor([[2.0, -0.5, -4.0]], requires_grad=True)
+    out = clipped._action_in(raw)
+    torch.testing.assert_close(out, plain._action_in(torch.tensor([[1.0, -0.5, -1.0]])))
+    out.sum().backward()
+    weight_sums = clipped._img_in_action.weight.sum(0)  # d out.sum() / d (scaled action)
+    torch.testing.assert_close(raw.grad, weight_sums * torch.tensor([[0.5, 1.0, 0.25]]))
+    # the rollout path uses it: an out-of-range action imagines like its clipped version
+    state = clipped.initial(1)
+    torch.manual_seed(3)
+    a, _ = clipped.imagine(state, raw.detach()[:, None], sample=False)
+    b, _ = clipped.imagine(state, torch.tensor([[[1.0, -0.5, -1.0]]]), sample=False)
+    torch.testing.assert_close(a.deter, b.deter)
+    with pytest.raises(ValueError, match="action_clip=-1"):
+        make_rssm(action_clip=-1.0)
