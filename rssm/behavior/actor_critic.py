@@ -110,6 +110,8 @@ class ActorCriticConfig:
         actor_grad_mix: weight of the dynamics term for ``mix`` (1 - weight on REINFORCE).
         dynamics_baseline: the dynamics term maximises the advantage ``R_t - V(s_t)``, with the
             gradient through ``V(s_t)`` (V3's released code), instead of ``R_t`` alone (V1, V2).
+        imag_cont: the continuation of imagined states: the continue head's ``mode`` (0 or 1,
+            V3's released code; no gradient flows through it) or its ``mean`` probability (V2).
         entropy: scale of the actor's entropy bonus (V3: 3e-4 with normalised returns).
         return_norm: divide advantages by the percentile range of the returns (V3).
         return_norm_decay, return_norm_low, return_norm_high, return_norm_min: its EMA decay,
@@ -130,6 +132,7 @@ class ActorCriticConfig:
     actor_grad_disc: ActorGrad = "reinforce"
     actor_grad_mix: float = 0.1
     dynamics_baseline: bool = True
+    imag_cont: Literal["mean", "mode"] = "mode"
     entropy: float = 3e-4
     return_norm: bool = True
     return_norm_decay: float = 0.99
@@ -155,6 +158,10 @@ class ActorCriticConfig:
         if self.imag_last < 0:
             raise ValueError(
                 f"ActorCriticConfig.imag_last must be >= 0 (0: all starts), got {self.imag_last}"
+            )
+        if self.imag_cont not in ("mean", "mode"):
+            raise ValueError(
+                f"ActorCriticConfig.imag_cont={self.imag_cont!r}; use 'mode' (V3) or 'mean' (V2)"
             )
         if self.entropy < 0 or self.slow_regularizer < 0:
             raise ValueError("ActorCriticConfig.entropy and .slow_regularizer must be >= 0")
@@ -312,7 +319,9 @@ class ActorCritic(nn.Module):
             if start_cont is not None:
                 first = start_cont.to(first.dtype)[:, None]
             if getattr(model, "cont", None) is not None:
-                cont = torch.cat([first, model.cont(later).mean], 1)
+                cont_dist = model.cont(later)
+                later_cont = cont_dist.mode() if config.imag_cont == "mode" else cont_dist.mean
+                cont = torch.cat([first, later_cont], 1)
             else:
                 cont = torch.cat([first, torch.ones_like(reward[:, 1:])], 1)
             if shared_value is not None:

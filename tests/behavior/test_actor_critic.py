@@ -218,3 +218,18 @@ def test_v3_preset_differentiates_the_baseline_and_clips_actions_and_v1_v2_do_no
         assert config.dreamer.actor_critic.dynamics_baseline is expected, name
         # V3 (released code) clips the imagined actions entering the dynamics to [-1, 1]
         assert config.world_model.rssm.action_clip == (1.0 if expected else 0.0), name
+        assert config.dreamer.actor_critic.imag_cont == ("mode" if expected else "mean"), name
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("mode", 1.0), ("mean", 1 / (1 + math.exp(-1.0)))])
+def test_imagined_continuation_is_the_heads_mode_or_mean(kind, expected):
+    """V3's released code continues imagined states by the continue head's mode (0/1), V2 by its
+    probability; a head that says 73 % continue gives 1 or 0.73 in the returns and weights."""
+    model, behavior = build(discrete=False, imag_cont=kind)
+    with torch.no_grad():
+        model.cont.out.weight.zero_()
+        model.cont.out.bias.fill_(1.0)
+    losses = behavior.loss(model, start_states(model))
+    assert float(losses.metrics["imag_cont"]) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="imag_cont='median'"):
+        ActorCriticConfig(imag_cont="median")
