@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from rssm.behavior.returns import ReturnNormalizer, discount_weights, ema_update, lambda_return
 from rssm.nn.dists import Distribution, Normal, OneHotCategorical, TanhNormal
 from rssm.nn.heads import Head
-from rssm.nn.layers import MLP, Activation
+from rssm.nn.layers import MLP, Activation, Init, init_fan_avg_
 from rssm.types import RSSMState
 
 __all__ = [
@@ -112,6 +112,9 @@ class ActorCriticConfig:
             gradient through ``V(s_t)`` (V3's released code), instead of ``R_t`` alone (V1, V2).
         imag_cont: the continuation of imagined states: the continue head's ``mode`` (0 or 1,
             V3's released code; no gradient flows through it) or its ``mean`` probability (V2).
+        init: ``fan_avg`` re-initialises the actor and critic as V3's released code does
+            (:func:`~rssm.nn.layers.init_fan_avg_`); ``torch`` keeps torch's default (all
+            presets for now: docs/paper_deviations.md says why).
         entropy: scale of the actor's entropy bonus (V3: 3e-4 with normalised returns).
         return_norm: divide advantages by the percentile range of the returns (V3).
         return_norm_decay, return_norm_low, return_norm_high, return_norm_min: its EMA decay,
@@ -133,6 +136,7 @@ class ActorCriticConfig:
     actor_grad_mix: float = 0.1
     dynamics_baseline: bool = True
     imag_cont: Literal["mean", "mode"] = "mode"
+    init: Init = "torch"
     entropy: float = 3e-4
     return_norm: bool = True
     return_norm_decay: float = 0.99
@@ -182,6 +186,7 @@ class Actor(nn.Module):
         outputs = action_dim if discrete else 2 * action_dim
         self.trunk = MLP(feat_dim, None, config.units, config.layers, config.act, config.norm)
         self.out = nn.Linear(self.trunk.out_dim, outputs)
+        self.outscale = config.outscale  # re-applied by init_fan_avg_
         if config.outscale != 1.0:
             with torch.no_grad():
                 self.out.weight.mul_(config.outscale)
@@ -249,6 +254,8 @@ class ActorCritic(nn.Module):
             feat_dim, (), critic.dist, units=critic.units, layers=critic.layers, act=critic.act,
             norm=critic.norm, bins=critic.bins, outscale=critic.outscale,
         )  # fmt: skip
+        if config.init == "fan_avg":
+            init_fan_avg_(self)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = ReturnNormalizer(
             config.return_norm_decay, config.return_norm_low, config.return_norm_high,

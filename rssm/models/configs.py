@@ -7,7 +7,7 @@ from typing import Literal
 
 from rssm.models.decoder import ImageDist, VectorDist
 from rssm.models.rssm import GRUKind, Initial, KLScheme, Latent
-from rssm.nn.layers import Activation
+from rssm.nn.layers import Activation, Init
 
 __all__ = [
     "DecoderConfig",
@@ -156,6 +156,8 @@ class WorldModelConfig:
             ``kl`` (schemes ``free_nats``/``balance``) or ``dyn``/``rep`` (``dyn_rep``), plus
             ``overshoot`` (and ``overshoot_reward``) with overshooting. Missing keys weigh 1;
             unknown keys are an error.
+        init: ``fan_avg`` re-initialises every layer as DreamerV3's released code does
+            (:func:`~rssm.nn.layers.init_fan_avg_`); ``torch`` keeps torch's defaults.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -167,3 +169,4 @@ class WorldModelConfig:
     kl: KLConfig = field(default_factory=KLConfig)
     overshooting: OvershootingConfig = field(default_factory=OvershootingConfig)
     loss_scales: dict[str, float] = field(default_factory=dict)
+    init: Init = "torch"

@@ -30,6 +30,7 @@ from rssm.models.decoder import MultiDecoder
 from rssm.models.encoder import MultiEncoder, denormalize_image, normalize_image
 from rssm.models.rssm import RSSM
 from rssm.nn.heads import Head
+from rssm.nn.layers import init_fan_avg_
 from rssm.types import RSSMState
 
 __all__ = [
@@ -124,6 +125,8 @@ class WorldModel(nn.Module):
                 f"this model are {self.term_keys} (kl.scheme={config.kl.scheme!r})"
             )
         self.scales = {key: float(config.loss_scales.get(key, 1.0)) for key in self.term_keys}
+        if config.init == "fan_avg":
+            init_fan_avg_(self)
 
     # ----------------------------------------------------------------------------- training
     def loss(

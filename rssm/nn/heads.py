@@ -80,6 +80,7 @@ class Head(nn.Module):
         elif dist == "normal" and std == "learned":
             size *= 2
         self.out = nn.Linear(self.trunk.out_dim, size)
+        self.outscale = outscale  # re-applied by init_fan_avg_
         if outscale != 1.0:
             with torch.no_grad():
                 self.out.weight.mul_(outscale)

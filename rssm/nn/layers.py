@@ -6,6 +6,7 @@ GRU cores share one interface, ``forward(x [B, I], h [B, D]) -> h' [B, D]`` and 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -21,7 +22,9 @@ __all__ = [
     "GRUCell",
     "LayerNormGRU",
     "StackedGRU",
+    "Init",
     "conv_resolutions",
+    "init_fan_avg_",
     "make_act",
     "make_gru",
 ]
@@ -492,3 +495,30 @@ def make_gru(
     raise ValueError(
         f"make_gru: kind={kind!r} is unknown; use 'gru', 'stacked', 'layernorm', 'block'"
     )
+
+
+Init = Literal["torch", "fan_avg"]
+_TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
+
+
+@torch.no_grad()
+def init_fan_avg_(root: nn.Module) -> None:
+    """Re-initialises every linear and convolution layer under ``root`` in place: weights from a
+    normal truncated at two standard deviations with variance ``1 / fan_avg`` (fan_avg = the
+    mean of fan-in and fan-out), biases zero; then every module that declares ``outscale`` has
+    its ``out`` layer scaled by it (0: zero-initialised). This is the initialisation of
+    DreamerV3's released code (``winit: normal, fan: avg``); torch's default draws weights with
+    variance ``1 / (3 fan_in)``.
+    """
+    for module in root.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(module.weight)
+            std = math.sqrt(2.0 / (fan_in + fan_out)) / _TRUNC_STD
+            nn.init.trunc_normal_(module.weight, std=std, a=-2.0 * std, b=2.0 * std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for module in root.modules():
+        scale = getattr(module, "outscale", None)
+        if scale is not None and isinstance(getattr(module, "out", None), nn.Linear):
+            module.out.weight.mul_(scale)
+            module.out.bias.mul_(scale)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -142,3 +144,30 @@ def test_make_gru():
         make_gru("layernorm", 3, 8, blocks=4)
     with pytest.raises(ValueError, match="divisible"):
         make_gru("block", 3, 10, blocks=4)
+
+
+def test_fan_avg_init_draws_truncated_normals_of_variance_one_over_fan_avg():
+    from rssm.nn import Head
+    from rssm.nn.layers import init_fan_avg_
+
+    torch.manual_seed(0)
+    root = torch.nn.ModuleDict(
+        {
+            "wide": torch.nn.Linear(600, 400),
+            "conv": torch.nn.Conv2d(16, 32, 4),
+            "reward": Head(64, (), "twohot", units=32, layers=1, bins=15, outscale=0.0),
+            "cont": Head(64, (), "binary", units=32, layers=1, outscale=1.0),
+        }
+    )
+    init_fan_avg_(root)
+    wide = root["wide"].weight
+    expected = math.sqrt(2.0 / (600 + 400))  # std of the truncated normal itself
+    assert abs(wide.std().item() / expected - 1) < 0.03
+    assert wide.abs().max() <= 2 * expected / 0.87962566103423978 + 1e-6
+    assert torch.count_nonzero(root["wide"].bias) == 0
+    conv_fans = (16 * 16, 32 * 16)  # fan_in, fan_out of a 4x4 kernel
+    conv_std = math.sqrt(2.0 / sum(conv_fans))
+    assert abs(root["conv"].weight.std().item() / conv_std - 1) < 0.1
+    # outscale is applied after the re-initialisation: 0 keeps the reward output zero
+    assert torch.count_nonzero(root["reward"].out.weight) == 0
+    assert torch.count_nonzero(root["cont"].out.weight) > 0
