@@ -128,9 +128,12 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--video",
         type=Path,
+        nargs="?",
+        const=Path(),  # --video alone: eval.mp4 in the run directory
         default=None,
         metavar="PATH",
-        help="(path, default: none) write the episodes' frames to this .mp4 or .gif file",
+        help="(path, default: none) write the episodes' frames to this .mp4 or .gif file; "
+        "--video alone writes eval.mp4 into the run directory",
     )
     _add_see_parsers(sub)
     world = sub.add_parser(
@@ -166,8 +169,8 @@ def _add_see_parsers(sub: Any) -> None:
     )
     dream.add_argument("--run", type=Path, required=True, metavar="PATH", help="(path) run dir")
     dream.add_argument("--steps", type=int, default=50, metavar="INT", help="(int, default: 50)")
-    dream.add_argument("--out", type=Path, default=Path("dream.mp4"), metavar="PATH",
-                       help="(path, default: dream.mp4) .mp4 or .gif")  # fmt: skip
+    dream.add_argument("--out", type=Path, default=None, metavar="PATH",
+                       help="(path, default: <run>/dream.mp4) .mp4 or .gif")  # fmt: skip
     dream.add_argument("--context", type=int, default=5, metavar="INT", help="(int, default: 5)")
     dream.add_argument("--policy", choices=["replay", "agent"], default="replay",
                        help="(replay | agent, default: replay)")  # fmt: skip
@@ -216,8 +219,9 @@ def _add_see_parsers(sub: Any) -> None:
 def _dream(args: argparse.Namespace) -> int:
     from rssm.run.dream import dream
 
+    out = args.out if args.out is not None else args.run / "dream.mp4"
     result = dream(
-        args.run, steps=args.steps, out=args.out, context=args.context, policy=args.policy,
+        args.run, steps=args.steps, out=out, context=args.context, policy=args.policy,
         episode=args.episode, device=args.device, seed=args.seed,
     )  # fmt: skip
     print(f"dream: {result['out']} ({result['frames']} frames, episode {result['episode']}, "
@@ -330,12 +334,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes={args.episodes} must be >= 1")
+    video = args.video
+    if video == Path():  # --video with no path
+        video = args.run / "eval.mp4"
     # An OSError (e.g. the video's disk is full) becomes one line in main().
-    returns = evaluate(args.run, args.episodes, device=args.device, video=args.video)
+    returns = evaluate(args.run, args.episodes, device=args.device, video=video)
     mean = sum(returns) / len(returns)
     print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f}")
-    if args.video is not None:
-        print(f"video: {args.video}")
+    if video is not None:
+        print(f"video: {video}")
     return 0
 
 

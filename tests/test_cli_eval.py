@@ -63,6 +63,17 @@ def test_eval_prints_returns_and_writes_a_readable_mp4(runs, tmp_path, capsys):
     assert snapshot(run) == before
 
 
+def test_eval_video_alone_and_dream_write_into_the_run_directory(runs, tmp_path, capsys):
+    pytest.importorskip("imageio_ffmpeg")
+    run = copy_run(runs[0], tmp_path / "run")
+    assert main(["eval", "--run", str(run), "--video"]) == 0
+    assert (run / "eval.mp4").stat().st_size > 0
+    assert f"video: {run / 'eval.mp4'}" in capsys.readouterr().out
+    assert main(["dream", "--run", str(run), "--steps", "3", "--context", "2"]) == 0
+    assert (run / "dream.mp4").stat().st_size > 0
+    assert f"dream: {run / 'dream.mp4'}" in capsys.readouterr().out
+
+
 def test_eval_help_lists_every_option_with_type_and_default(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--help"])
@@ -72,7 +83,8 @@ def test_eval_help_lists_every_option_with_type_and_default(capsys):
         "--run PATH (path, required)",
         "--episodes INT (int, default: 1)",
         "--device STR (str, default: the run's)",
-        "--video PATH (path, default: none)",
+        "--video [PATH] (path, default: none)",
+        "--video alone writes eval.mp4 into the run directory",
         ".mp4 or .gif",
     ):
         assert text in flat, text
