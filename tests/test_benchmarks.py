@@ -194,3 +194,14 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
     assert "| eval return | - / 12 |" in text
     assert parity.series(parity.read_reference(ref), parity.METRICS["reward loss"][1],
                          "update_count") == [(2000, 480.0, 0.75)]  # fmt: skip
+
+
+def test_threads_times_the_demo_alone_and_beside_a_competitor(tmp_path):
+    import threads
+
+    out = tmp_path / "threads.json"
+    report = threads.main(["--threads", "1", "--steps", "60", "--competitor-threads", "1",
+                           "--seed-episodes", "1", "--json", str(out)])  # fmt: skip
+    (cell,) = report["cells"]
+    assert cell["threads"] == 1 and cell["alone_s"] > 0 and cell["loaded_s"] > 0
+    assert json.loads(out.read_text())["steps"] == 60
