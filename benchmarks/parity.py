@@ -115,24 +115,27 @@ def series(rows: list[Row], get: Getter, update_key: str) -> list[tuple[int, flo
     return out
 
 
-def at_step(points: list[tuple[int, float, float]], step: int, window: int) -> float | None:
-    """Mean of the values logged within ``window`` env steps at or before ``step``."""
-    values = [v for s, _, v in points if step - window < s <= step]
+def at(points: list[tuple[int, float, float]], where: int, window: int, x: str) -> float | None:
+    """Mean of the values logged within ``window`` (updates or env steps, per ``x``) at or before
+    ``where``."""
+    index = 1 if x == "updates" else 0
+    values = [p[2] for p in points if where - window < p[index] <= where]
     return sum(values) / len(values) if values else None
 
 
-def table(ours: list[Row], reference: list[Row], steps: list[int], window: int) -> str:
+def table(ours: list[Row], reference: list[Row], where: list[int], window: int, x: str) -> str:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.3g}"
 
-    head = "| metric | " + " | ".join(f"{s // 1000}K ours / ref" for s in steps) + " |"
-    lines = [head, "|---|" + "---|" * len(steps)]
+    unit = "updates" if x == "updates" else "env steps"
+    head = "| metric | " + " | ".join(f"{w} {unit}: ours / ref" for w in where) + " |"
+    lines = [head, "|---|" + "---|" * len(where)]
     for name, (get_ours, get_ref) in METRICS.items():
         a = series(ours, get_ours, "train/updates")
         b = series(reference, get_ref, "update_count")
         if not a and not b:
             continue
-        cells = [f"{fmt(at_step(a, s, window))} / {fmt(at_step(b, s, window))}" for s in steps]
+        cells = [f"{fmt(at(a, w, window, x))} / {fmt(at(b, w, window, x))}" for w in where]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -179,10 +182,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--ours", type=Path, required=True, help="our run directory")
     parser.add_argument("--reference", type=Path, required=True, help="the reference's logdir")
     parser.add_argument("--label", required=True, help="names the results section")
-    parser.add_argument("--steps", type=int, nargs="+", default=[10_000, 20_000, 30_000])
-    parser.add_argument("--window", type=int, default=5000, help="env steps averaged per cell")
+    parser.add_argument("--x", choices=["updates", "steps"], default="updates",
+                        help="columns and plot against gradient updates or env steps")  # fmt: skip
+    parser.add_argument("--at", type=int, nargs="+", default=[500, 1000, 1500, 2000],
+                        help="table columns, in updates or env steps (--x)")  # fmt: skip
+    parser.add_argument("--window", type=int, default=500, help="per cell, in --x units")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of every metric")
-    parser.add_argument("--x", choices=["updates", "steps"], default="updates")
     parser.add_argument("--note", default="")
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     args = parser.parse_args(argv)
@@ -197,11 +202,11 @@ def main(argv: list[str] | None = None) -> str:
             f"## Parity: ours vs reference ({args.label})",
             "",
             f"Ours: `{args.ours}` (to {last_ours} env steps); reference: `{args.reference}` "
-            f"(to {last_ref} env steps). Cells: mean of the rows logged in the {args.window} env "
-            "steps up to the column's step.  ",
+            f"(to {last_ref} env steps). Cells: mean of the rows logged in the {args.window} "
+            f"{'updates' if args.x == 'updates' else 'env steps'} up to the column's.  ",
             *([f"Note: {args.note.strip()}  "] if args.note.strip() else []),
             "",
-            table(ours, reference, args.steps, args.window),
+            table(ours, reference, args.at, args.window, args.x),
         ]
     )
     print(text)

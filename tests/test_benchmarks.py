@@ -184,8 +184,8 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
         {"step": 2000, "eval_return": 12.0},
     ]  # fmt: skip
     (ref / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ref_rows) + "{bad\n")
-    text = parity.main(["--ours", str(ours), "--reference", str(ref), "--label", "t",
-                        "--steps", "2000", "--window", "2000"])  # fmt: skip
+    text = parity.main(["--ours", str(ours), "--reference", str(ref), "--label", "t", "--x",
+                        "steps", "--at", "2000", "--window", "2000"])  # fmt: skip
     # observation loss: ours is the mean of 3 and 1; the reference sums its per-key losses
     assert "| observation loss | 2 / 0.75 |" in text
     assert "| reward loss | 1.5 / 0.75 |" in text
@@ -194,6 +194,10 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
     assert "| eval return | - / 12 |" in text
     assert parity.series(parity.read_reference(ref), parity.METRICS["reward loss"][1],
                          "update_count") == [(2000, 480.0, 0.75)]  # fmt: skip
+    # against updates: ours at 500 (the second row), the reference's row at 480
+    by_updates = parity.main(["--ours", str(ours), "--reference", str(ref), "--label", "t",
+                              "--at", "500", "--window", "100"])  # fmt: skip
+    assert "| reward loss | 1 / 0.75 |" in by_updates and "500 updates: ours / ref" in by_updates
 
 
 def test_threads_times_the_demo_alone_and_beside_a_competitor(tmp_path):
