@@ -29,7 +29,7 @@ from rssm.models.encoder import denormalize_image
 from rssm.run.checkpoint import CheckpointError, check_compatible
 from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
 from rssm.run.train import CHECKPOINT_FILE, Config, make_agent, make_envs
-from rssm.run.video import open_loop_frames, write_video
+from rssm.run.video import label_rows, open_loop_frames, upscale, upscale_factor, write_video
 from rssm.types import RSSMState
 
 __all__ = [
@@ -506,8 +506,10 @@ def _frames(
     for key in model.decoder.cnn_keys:
         seen = batch[key][:, :context].cpu().numpy()  # [1, context, H, W, C]
         dreamt = pred[key].cpu().numpy()
-        if true is None:
-            panels.append(_rgb(np.concatenate([seen, dreamt], 1)[0]))
+        if true is None:  # imagination only: one row, upscaled like every video
+            frames = _rgb(np.concatenate([seen, dreamt], 1)[0])
+            frames = upscale(frames, upscale_factor(*frames.shape[1:3]))
+            panels.append(label_rows(frames, ("model",)))
         else:
             panels.append(open_loop_frames(seen, true[key].cpu().numpy(), dreamt, examples=1))
     return _side_by_side(panels)

@@ -28,13 +28,13 @@ from rssm.envs import env_spec
 from rssm.run.checkpoint import CheckpointError, check_compatible
 from rssm.run.resume import load_latest_checkpoint
 from rssm.run.run_config import torch_threads
+from rssm.run.video import upscale_factor
 
 __all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate"]
 
 Mode = Literal["eval", "explore"]
 VIDEO_SUFFIXES = (".mp4", ".gif")
 VIDEO_FPS = 10
-_MIN_VIDEO_SIZE = 128  # small observations are upscaled by an integer factor to at least this
 _INSTALL = 'pip install "rssm[video]"'
 
 
@@ -253,9 +253,7 @@ class _VideoWriter:
             )
         height, width = frame.shape[:2]
         if not self._scale:
-            self._scale = -(-_MIN_VIDEO_SIZE // min(height, width))
-            if self._scale % 2 and (height % 2 or width % 2):
-                self._scale += 1  # even sizes for yuv420p
+            self._scale = upscale_factor(height, width)  # the rule of every video
         s = self._scale
         # One copy: broadcast each pixel to an s x s block and gray to three channels.
         block = np.broadcast_to(frame[:, None, :, None, :3], (height, s, width, s, 3))

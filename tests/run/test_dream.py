@@ -56,7 +56,8 @@ def test_replay_dream_shows_truth_imagination_and_error(run_dir, tmp_path):
     frames = imageio.mimread(result["out"])
     assert len(frames) == 9
     height, width = frames[0].shape[:2]
-    assert height == 3 * width  # rows truth / imagination / error of one 16x16 image key
+    # labeled rows truth / model / error of one 16x16 image key, each upscaled 8x to 128 px
+    assert (height, width) == (3 * 128, 48 + 128)
     assert set(result["mse"]) == {"image", "state"}
     for errors in result["mse"].values():
         assert len(errors) == 6 and all(np.isfinite(errors)) and min(errors) >= 0
@@ -83,7 +84,7 @@ def test_agent_dream_plans_in_imagination(run_dir, tmp_path):
     result = dream(run_dir, steps=5, context=4, policy="agent", out=tmp_path / "a.mp4", seed=0)
     frames = imageio.mimread(result["out"])
     assert len(frames) == result["frames"] == 9
-    assert frames[0].shape[0] == frames[0].shape[1]  # one row: the imagination only
+    assert frames[0].shape[:2] == (128, 48 + 128)  # one labeled row: the imagination only
     assert result["mse"] == {} and result["reward"]["true"] is None
     actions = np.array(result["actions"])
     assert actions.shape == (5, 2) and np.all(np.abs(actions) <= 1.0)
