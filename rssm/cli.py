@@ -227,8 +227,17 @@ def _dream(args: argparse.Namespace) -> int:
     print(f"dream: {result['out']} ({result['frames']} frames, episode {result['episode']}, "
           f"policy {result['policy']})")  # fmt: skip
     for key, errors in result["mse"].items():
-        print(f"  {key}: imagination MSE {errors[0]:.5f} at step 1, {errors[-1]:.5f} at step "
-              f"{len(errors)}")  # fmt: skip
+        base = result["copy_last"][key]
+        print(
+            f"  {key}: imagination MSE {errors[0]:.5f} at step 1 (copying the last observation: "
+            f"{base[0]:.5f}), {errors[-1]:.5f} at step {len(errors)} ({base[-1]:.5f})"
+        )
+        worse = [i + 1 for i, (e, b) in enumerate(zip(errors, base, strict=True)) if e > b]
+        if worse:
+            print(
+                f"    worse than copying the last observation at {len(worse)} of {len(errors)} "
+                f"steps, from step {worse[0]}: the model may have lost what it tracked"
+            )
     return 0
 
 

@@ -395,7 +395,8 @@ def dream(
         ``{"out": Path, "policy", "episode": int (>= 0), "source": "replay" | "collected",
         "episode_length", "context", "steps", "frames": context + steps, "step": the run's env
         steps at the checkpoint, "mse": {key: [steps floats]} (replay mode, every decoded key;
-        images per pixel in [0, 1] units; {} in agent mode), "reward": {"pred": [steps], "true":
+        images per pixel in [0, 1] units; {} in agent mode), "copy_last": the same error of
+        repeating the last observed row (the baseline), "reward": {"pred": [steps], "true":
         [steps] or None}, "actions": [steps x A]}``.
 
     Raises:
@@ -438,6 +439,11 @@ def dream(
         "frames": context + steps,
         "step": run.step,
         "mse": {} if true is None else _errors(model, pred, true),
+        # the same error of repeating the last observed row: a model worse than this has lost
+        # what it was tracking, however small its MSE looks
+        "copy_last": {}
+        if true is None
+        else _errors(model, _copy_last(model, batch, context, true), true),
         "reward": {
             "pred": pred["reward"][0].float().tolist(),
             "true": None if true is None else true["reward"][0].float().tolist(),
@@ -492,6 +498,14 @@ def _errors(model: Any, pred: dict[str, Tensor], true: dict[str, Tensor]) -> dic
         diff = (pred[key].float() - true[key].float()) / scale
         errors[key] = diff.square().flatten(2).mean(-1)[0].tolist()
     return errors
+
+
+def _copy_last(
+    model: Any, batch: dict[str, Tensor], context: int, true: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """The baseline prediction: every decoded key's last observed row repeated [1, steps]."""
+    keys = model.decoder.cnn_keys + model.decoder.mlp_keys
+    return {key: batch[key][:, context - 1 : context].expand_as(true[key]) for key in keys}
 
 
 def _frames(

@@ -42,6 +42,14 @@ def tiny_run(root):
         return train(config)
 
 
+def read_episode_rows(run_dir, index: int, rows: int) -> dict[str, np.ndarray]:
+    """The first ``rows`` rows of saved episode ``index`` of a run, as dream reads them."""
+    from rssm.run.dream import read_episode_file, saved_episodes
+
+    data = read_episode_file(saved_episodes(run_dir)[index], load_run(run_dir).spec)
+    return {key: value[:rows] for key, value in data.items()}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return tiny_run(tmp_path_factory.mktemp("dream"))
@@ -61,6 +69,12 @@ def test_replay_dream_shows_truth_imagination_and_error(run_dir, tmp_path):
     assert set(result["mse"]) == {"image", "state"}
     for errors in result["mse"].values():
         assert len(errors) == 6 and all(np.isfinite(errors)) and min(errors) >= 0
+    assert set(result["copy_last"]) == {"image", "state"}
+    # the baseline repeats the last context row: its error is that row against each true step
+    data = read_episode_rows(run_dir, result["episode"], 3 + 6)
+    last = data["state"][2].astype(np.float64)
+    expected = [float(np.mean((data["state"][3 + i] - last) ** 2)) for i in range(6)]
+    np.testing.assert_allclose(result["copy_last"]["state"], expected, rtol=1e-5, atol=1e-7)
     assert max(result["mse"]["image"]) <= 1.0  # [0, 1] units
     assert len(result["reward"]["pred"]) == len(result["reward"]["true"]) == 6
     assert np.array(result["actions"]).shape == (6, 2)
