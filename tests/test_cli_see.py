@@ -23,7 +23,8 @@ def test_dream_writes_a_video(runs, capsys):
     out = runs / "dream.mp4"
     assert main(["dream", "--run", str(runs / "seed0"), "--steps", "6", "--out", str(out)]) == 0
     assert iio.imread(out).shape[0] == 5 + 6  # context + imagined frames
-    assert "imagination MSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "imagination MSE" in printed and "(copying the last observation: " in printed
 
 
 def test_plot_groups_seeds(runs, capsys):
