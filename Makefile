@@ -1,5 +1,6 @@
 # Two entry points that do all their own set-up on a fresh machine:
-#   make demo   create .venv, install rssm, run `rssm train` on its default (PlaNet, ~10 min)
+#   make demo   create .venv, install torch and rssm with the video and log extras, run `rssm train`
+#               on its default (PlaNet on the built-in point mass)
 #   make test   create .venv, install rssm with the dev extras, run the test suite
 # Bring your own environment instead with:  make test VENV_BIN=  (uses python3 on PATH).
 PYTHON ?= python3
@@ -11,14 +12,23 @@ PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: demo test bench lint clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.torch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install "$(TORCH_SPEC)"
+	touch $@
+
+# The demo needs rssm and what its run writes (videos, TensorBoard events); the tests need every
+# optional suite and tool (the dev extra).
+$(VENV)/.installed-demo: $(VENV)/.torch
+	$(VENV)/bin/python -m pip install -e ".[video,log]"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch
 	$(VENV)/bin/python -m pip install -e ".[dev]"
 	touch $@
 
-demo: $(if $(VENV_BIN),$(VENV)/.installed)
+demo: $(if $(VENV_BIN),$(VENV)/.installed-demo)
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV_BIN)rssm train
 
 test: $(if $(VENV_BIN),$(VENV)/.installed)
