@@ -78,7 +78,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
         )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from rssm.run.world_model import WorldModelRun
 
     parser = argparse.ArgumentParser(
@@ -96,7 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "about 10 minutes on a 2-core CPU. Writes config.yaml, metrics.jsonl (+ TensorBoard), "
             "videos/, replay/ and checkpoint.pt to the run directory."
         ),
-        epilog=_config_help(),
+        epilog=_config_help(presets),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
@@ -276,15 +276,36 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_help() -> str:
-    from rssm.config import available_presets, help_text
+def _config_help(presets: Sequence[str] | None = None) -> str:
+    """The train options with the values in force after ``presets`` (``rssm train``'s default
+    presets when None) and a one-line description each."""
+    from rssm.config import available_presets, help_text, load_presets
     from rssm.run.train import Config
 
+    names = list(presets or DEFAULT_CONFIGS)
+    try:
+        config: Any = load_presets(Config, names)
+        source = f"after --configs {' '.join(names)}"
+    except ValueError as error:  # an unknown preset: the plain defaults, and why
+        config, source = Config, f"before presets ({error})"
     return (
         f"presets: {', '.join(available_presets())}\n\n"
-        "config options (--key value; type; default before presets):\n"
-        + help_text(Config, prefix="  --")
+        f"config options (--key value; type; value {source}; description); --logdir defaults "
+        "to a new runs/<time>-<agent>-<env>:\n" + help_text(config, prefix="  --")
     )
+
+
+def _presets_in(argv: Sequence[str]) -> list[str] | None:
+    """The names after ``--configs`` on a command line (None without it)."""
+    argv = list(argv)
+    if "--configs" not in argv:
+        return None
+    names = []
+    for token in argv[argv.index("--configs") + 1 :]:
+        if token.startswith("-"):
+            break
+        names.append(token)
+    return names
 
 
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -461,7 +482,8 @@ def _error_text(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rssm`` console script; returns the exit code."""
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(_presets_in(argv))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import inspect
 import math
 import os
 import re
@@ -620,14 +621,98 @@ def describe(config: Any) -> list[tuple[str, str, str]]:
     ]
 
 
-def help_text(config: Any, *, prefix: str = "--") -> str:
-    """Aligned lines ``--key  type  default``, one per leaf of :func:`describe`."""
-    rows = [(prefix + key, tp, default) for key, tp, default in describe(config)]
+def _section_docs(doc: str, heading: str) -> dict[str, str]:
+    """Name -> first sentence of each entry of a Google-style docstring section (``Args:`` or
+    ``Attributes:``; an entry ``a, b: text`` documents several names)."""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
+    except StopIteration:
+        return {}
+    entries: list[tuple[list[str], list[str]]] = []
+    indent = None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        width = len(line) - len(line.lstrip())
+        indent = width if indent is None else indent
+        if width < indent:
+            break
+        names, sep, text = line.strip().partition(":")
+        if width == indent and sep and re.fullmatch(r"[\w, ]+", names):
+            entries.append(([n.strip() for n in names.split(",")], [text.strip()]))
+        elif entries:
+            entries[-1][1].append(line.strip())
+    docs = {}
+    for names, parts in entries:
+        text = " ".join(p for p in parts if p)
+        text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([\w]+)`", r"\1", text)  # :class:`~a.B` -> B
+        text = text.replace("``", "")
+        first = re.split(r"(?<=\.)\s", text, maxsplit=1)[0].rstrip(".")
+        for name in names:
+            docs[name] = first
+    return docs
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Field name -> one-line description: the class's ``Attributes:`` entries, else, for a
+    config that holds "(keyword) arguments of :class:`X`" or ":meth:`X.y`", the ``Args:``
+    entries of that class or method."""
+    doc = inspect.getdoc(cls) or ""
+    docs = _section_docs(doc, "Attributes:")
+    if docs:
+        return docs
+    match = re.search(r"rguments of :(?:class|meth):`~?([\w.]+)`", doc)
+    if match is None:
+        return {}
+    module_name, _, attr = match.group(1).rpartition(".")
+    target: Any = None
+    for split in range(module_name.count(".") + 1, 0, -1):  # a.b.C or a.b.C.method
+        parts = match.group(1).split(".")
+        try:
+            target = __import__(".".join(parts[:split]), fromlist=["_"])
+        except ImportError:
+            continue
+        for part in parts[split:]:
+            target = getattr(target, part, None)
+        break
+    if target is None:
+        return {}
+    if isinstance(target, type):
+        target = target.__init__ if "Args:" not in (inspect.getdoc(target) or "") else target
+    return _section_docs(inspect.getdoc(target) or "", "Args:")
+
+
+def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted leaf key -> one-line description, from the ``Attributes:`` sections of ``cls`` and
+    its nested config sections (a key without an entry is left out)."""
+    out = {}
+    own = _attribute_docs(cls)
+    for name, (tp, _) in _fields(cls).items():
+        key = _join(prefix, name)
+        section = _dataclass_of(tp)
+        if section is not None:
+            out.update(field_docs(section, key))
+        elif name in own:
+            out[key] = own[name]
+    return out
+
+
+def help_text(config: Any, *, prefix: str = "--", docs: bool = True) -> str:
+    """Aligned lines ``--key  type  default  description``, one per leaf of :func:`describe`
+    (the description from the config classes' docstrings, when ``docs`` and one exists)."""
+    cls = config if isinstance(config, type) else type(config)
+    notes = field_docs(cls) if docs else {}
+    rows = [(prefix + k, tp, default, notes.get(k, "")) for k, tp, default in describe(config)]
     if not rows:
         return ""
     width_key = max(len(r[0]) for r in rows)
     width_tp = max(len(r[1]) for r in rows)
-    return "\n".join(f"{k:<{width_key}}  {t:<{width_tp}}  {d}".rstrip() for k, t, d in rows)
+    width_default = min(24, max(len(r[2]) for r in rows))
+    return "\n".join(
+        f"{k:<{width_key}}  {t:<{width_tp}}  {d:<{width_default}}  {n}".rstrip()
+        for k, t, d, n in rows
+    )
 
 
 def flatten(instance: Any) -> dict[str, Any]:

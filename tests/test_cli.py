@@ -161,12 +161,31 @@ def test_train_help_lists_every_config_key(capsys):
     flat = " ".join(capsys.readouterr().out.split())
     for key in (
         "--run.train_ratio float | None null",
-        "--planet.candidates int 1000",
+        "--planet.candidates int 200",  # the values the no-argument run uses (planet cpu)
+        "--run.steps int 10000",
+        "--env.image_size int 32",
         "--world_model.rssm.latent {gaussian,categorical}",
         "presets: atari, cpu, debug, dmc_proprio, dmc_vision, dreamer_v1, dreamer_v2, dreamer_v3",
         "--dreamer.actor_critic.horizon int 15",
+        "value after --configs planet cpu",
     ):
         assert key in flat, key
+
+
+def test_train_help_shows_the_values_after_the_given_presets_with_descriptions(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--configs", "dreamer_v3", "dmc_proprio", "xxs", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    for key in (
+        "value after --configs dreamer_v3 dmc_proprio xxs",
+        "--world_model.rssm.deter int 128 size D of the deterministic GRU state",
+        "--run.train_ratio float | None 512.0 replayed rows per collected row",
+        "--run.steps int 500000 train until this many env steps have been collected",
+    ):
+        assert key in flat, key
+    with pytest.raises(SystemExit):  # an unknown preset: the defaults, and the reason
+        main(["train", "--configs", "nosuch", "--help"])
+    assert "value before presets (unknown preset 'nosuch'" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -396,3 +396,16 @@ def test_train_schedule_conflicts_name_both_keys_and_their_sources():
     # turning the ratio off makes every/steps the schedule again
     config = compose(["dreamer_v3"], ["--run.train_ratio", "null", "--run.train_every", "100"])
     assert config.run.train_ratio is None and config.run.train_every == 100
+
+
+def test_field_docs_come_from_attributes_and_from_the_documented_constructor():
+    from rssm.run.train import Config
+
+    docs = cfg.field_docs(Config)
+    assert docs["run.train_ratio"].startswith("replayed rows per collected row")
+    assert docs["env.image_size"] == "height and width of the image observation"
+    # RSSMConfig holds "arguments of RSSM": its entries come from RSSM's Args section
+    assert docs["world_model.rssm.deter"] == "size D of the deterministic GRU state"
+    # an entry naming several fields documents each of them
+    assert docs["dreamer.actor_lr"] == docs["dreamer.actor_eps"] == "Adam of the actor"
+    assert "``" not in "".join(docs.values()) and ":class:" not in "".join(docs.values())
