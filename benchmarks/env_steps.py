@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
 import numpy as np  # noqa: E402
-from results import align, publish  # noqa: E402
+from results import captioned, publish  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 from rssm.envs import make_env  # noqa: E402
@@ -69,14 +69,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["envs"][name] = rates
         rows.append([name, f"{statistics.median(rates):.0f}", f"{min(rates):.0f}",
                      f"{max(rates):.0f}"])  # fmt: skip
-    text = "\n".join(
-        [
-            f"random-policy env steps per second, {args.steps} steps x {args.repeats}, "
-            f"{args.image_size}x{args.image_size} images where rendered; {report['cpu']}; "
-            f"1-min load {report['loadavg_start']:.1f} at start",
-            "",
-            *align(rows),
-        ]
+    text = captioned(
+        f"random-policy env steps per second, {args.steps} steps x {args.repeats}, "
+        f"{args.image_size}x{args.image_size} images where rendered; {report['cpu']}; "
+        f"1-min load {report['loadavg_start']:.1f} at start",
+        rows,
     )
     publish(
         report, text, script="env_steps.py", section="env-steps",

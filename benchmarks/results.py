@@ -44,6 +44,11 @@ def align(rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def captioned(caption: str, rows: list[list[str]]) -> str:
+    """A table's text: the caption line, a blank line and the aligned rows."""
+    return "\n".join([caption, "", *align(rows)])
+
+
 def publish(
     report: dict[str, Any],
     text: str,

@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results import align, publish  # noqa: E402
+from results import captioned, publish  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 COMPETITOR = """
@@ -87,15 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loaded = timed_run(threads, args.steps, True, args.competitor_threads, args.seed_episodes)
         report["cells"].append({"threads": threads, "alone_s": alone, "loaded_s": loaded})
         rows.append([str(threads), f"{alone:.1f}", f"{loaded:.1f}", f"{alone / loaded:.0%}"])
-    text = "\n".join(
-        [
-            f"demo configuration (`rssm train --configs planet cpu`), {args.steps} env steps per "
-            f"run, wall clock from process start; loaded = beside a process multiplying "
-            f"1024x1024 matrices with {args.competitor_threads} torch threads; {report['cpu']}; "
-            f"1-min load {report['loadavg_start']:.1f} at start",
-            "",
-            *align(rows),
-        ]
+    text = captioned(
+        f"demo configuration (`rssm train --configs planet cpu`), {args.steps} env steps per "
+        f"run, wall clock from process start; loaded = beside a process multiplying "
+        f"1024x1024 matrices with {args.competitor_threads} torch threads; {report['cpu']}; "
+        f"1-min load {report['loadavg_start']:.1f} at start",
+        rows,
     )
     publish(
         report, text, script="threads.py", section="threads",
