@@ -245,7 +245,7 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
     """Loads a :func:`run_state` into freshly built parts. The replay is rebuilt slot by slot
     from its episode files for an exact checkpoint; otherwise (or when a file is missing) its
     episodes are loaded into a stream of their own and a warning says that the environments
-    restart their episodes."""
+    restart their episodes (unless the run is finished: resuming it then adds nothing)."""
     parts.agent.load_state_dict(state["agent"])
     for name, value in state["counters"].items():
         setattr(parts.counters, name, int(value))
@@ -266,7 +266,8 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
         except (ValueError, OSError) as error:
             exact = False
             warnings.warn(f"{path}: {error}; loading its episodes instead", RuntimeWarning, 3)
-    if not exact:
+    finished = parts.counters.env_steps >= parts.config.run.steps  # resuming it is a no-op
+    if not exact and not finished:
         warnings.warn(
             f"{path} was written while episodes were running (or by an older version): the "
             "environments restart their episodes, so the resumed run does not repeat an "

@@ -288,6 +288,18 @@ def test_ctrl_c_writes_an_inexact_checkpoint_that_resumes_with_a_warning(tmp_pat
     assert sorted(ids) == sorted(f.episode_id for f in list_episodes(run_dir / "replay")[0])
 
 
+def test_resuming_a_finished_run_is_a_quiet_no_op(tmp_path):
+    # 200 env steps end mid-episode (episodes end at 204): the final checkpoint is inexact
+    config = make_config(tmp_path, "run", steps=200, eval_every=0, video_every=0)
+    run_dir = quiet_train(config)
+    assert not load_checkpoint(run_dir / "checkpoint.pt")["exact"]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about restarting episodes: nothing runs
+        train(config, resume=True)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
 def test_wall_clock_budget_stops_at_an_episode_end_with_an_eval_and_resumes(tmp_path):
     # A budget of a nanosecond is spent at once: the run stops at the end of the seed episode
     # (env step 51), evaluates there, checkpoints exactly, and --resume goes on to run.steps.
