@@ -481,7 +481,17 @@ def _error_text(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rssm`` console script; returns the exit code."""
+    """Entry point of the ``rssm`` console script; returns the exit code. Ctrl-C at any moment,
+    start-up (imports) included, ends in one line and exit code 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        command = next((a for a in (argv or sys.argv[1:]) if not a.startswith("-")), "")
+        print(f"rssm{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(_presets_in(argv))
     args, extra = parser.parse_known_args(argv)

@@ -189,6 +189,7 @@ TRAIN_CASES = [
     ),
     ("unknown agent", ["--agent", "sac"], ["'agent'", "'sac'", "'dreamer', 'planet', 'random'"]),
     ("negative train ratio", ["--run.train_ratio", "-1"], ["run.train_ratio", ">= 0", "-1"]),
+    ("zero env steps", ["--run.steps", "0"], ["RunConfig.steps must be a positive int", "got 0"]),
     (
         "train ratio and train every together",
         ["--run.train_ratio", "64", "--run.train_every", "20"],

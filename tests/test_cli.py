@@ -209,3 +209,13 @@ def test_train_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
 def test_eval_of_a_missing_run_directory(tmp_path, capsys):
     assert main(["eval", "--run", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
+    def interrupted(*_args):
+        raise KeyboardInterrupt  # e.g. while torch is being imported
+
+    monkeypatch.setattr("rssm.cli._build_parser", interrupted)
+    assert main(["train", "--configs", "debug"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "rssm train: interrupted\n" and captured.out == ""

@@ -134,7 +134,8 @@ class RunConfig:
                 f"RunConfig.max_minutes must be a positive number of minutes (null: no limit), "
                 f"got {self.max_minutes!r}"
             )
-        for name in ("steps", "seed_episodes", "train_every", "train_steps", "eval_every"):
+        _check_positive(self, "steps")  # a run of 0 env steps would still collect and train
+        for name in ("seed_episodes", "train_every", "train_steps", "eval_every"):
             _check_non_negative(self, name)
         for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):
             _check_non_negative(self, name)
