@@ -213,13 +213,18 @@ class OneHotAction(gymnasium.ActionWrapper):
 def normalize_action(env: gymnasium.Env) -> gymnasium.Env:
     """Box actions in [-1, 1]: gymnasium's RescaleAction, then ClipAction for out-of-range inputs.
 
-    Spaces already in [-1, 1] are only clipped; spaces with infinite bounds are left as they are.
+    Spaces already in [-1, 1] are only clipped. Infinite bounds are an error: the agents act in
+    [-1, 1], so an unbounded env would only ever see that slice of its range.
     """
     space = env.action_space
     if not isinstance(space, spaces.Box):
         raise TypeError(f"normalize_action needs a Box action space, got {space}")
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        return env
+        raise ValueError(
+            f"the action space {space} has infinite bounds; the agents act in [-1, 1] and would "
+            "only ever reach that slice of it: give the env finite low/high that cover the "
+            "actions it needs (its action_space), then rssm rescales them to [-1, 1]"
+        )
     if not (np.all(space.low == -1) and np.all(space.high == 1)):
         one = np.ones(space.shape, space.dtype)
         env = RescaleAction(env, -one, one)

@@ -205,14 +205,16 @@ def test_normalize_action_rescales_and_clips():
         np.testing.assert_allclose(inner.actions[-1], raw, atol=1e-5)
 
 
-def test_normalize_action_leaves_unit_and_unbounded_boxes():
+def test_normalize_action_clips_unit_boxes_and_refuses_unbounded_ones():
     unit = Recorder(spaces.Box(-1, 1, (2,)))
     env = normalize_action(unit)
     env.reset()
     env.step(np.array([2.0, 0.3], np.float32))
     np.testing.assert_allclose(unit.actions[-1], [1.0, 0.3])
-    unbounded = Recorder(spaces.Box(-np.inf, np.inf, (1,)))
-    assert normalize_action(unbounded) is unbounded
+    for low, high in [(-np.inf, np.inf), ([-1.0, -np.inf], [1.0, 2.0])]:
+        unbounded = Recorder(spaces.Box(np.array(low), np.array(high), dtype=np.float32))
+        with pytest.raises(ValueError, match="infinite bounds.*give the env finite low/high"):
+            normalize_action(unbounded)
 
 
 def test_one_hot_action():
