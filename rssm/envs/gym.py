@@ -40,7 +40,12 @@ def make(task: str, common: SuiteOptions, *, obs: str = "vector", **kwargs) -> g
             raise install_error("ale-py", "atari") from None
         gymnasium.register_envs(ale_py)
     if ":" not in task and task not in gymnasium.registry:
-        raise unknown_name("gymnasium id", task, gymnasium.registry)
+        error = unknown_name("gymnasium id", task, gymnasium.registry)
+        raise ValueError(
+            f"{error} An env registered by your own code is made from a fresh process (rssm eval, "
+            f"--resume) as gym:<module>:{task}, which imports <module> (and so registers it) "
+            "first."
+        ) from None
     if obs != "vector":  # unused (and harmless) when the env's own observation is an image
         kwargs.setdefault("render_mode", "rgb_array")
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering of gymnasium's MuJoCo envs

@@ -119,3 +119,8 @@ def test_env_spec_needs_an_env_from_make_env():
 
     with pytest.raises(TypeError, match="make_env"):
         env_spec(gymnasium.make("CartPole-v1"))
+
+
+def test_an_unknown_gymnasium_id_suggests_the_module_form():
+    with pytest.raises(ValueError, match=r"gym:<module>:NoSuchEnv-v0, which imports <module>"):
+        make_env("gym:NoSuchEnv-v0")
