@@ -323,6 +323,8 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.agent}-{config.env.name}"
         config = apply_overrides(config, ["--logdir", str(Path("runs") / name.replace(":", "-"))])
     threads = resolve_threads(config.run)
+    if config.run.threads is None and not args.resume:  # the count in force, in config.yaml
+        config = apply_overrides(config, {"run.threads": threads})
     print(
         f"run directory: {config.logdir}\n  {config.agent} on {config.env.name}, "
         f"{config.run.steps} env steps, {threads} torch thread(s) (--run.threads)",
@@ -420,7 +422,10 @@ def _world_model(args: argparse.Namespace) -> int:
             copy_last=f"{metrics['open_loop_copy_last']:.4f}",
         )
 
-    model, summary = train_world_model(run, on_metrics)
+    print(f"run directory: {logdir}", flush=True)
+    model, summary = train_world_model(
+        run, on_metrics, say=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     bar.close()
     checkpoint = save_checkpoint(
         logdir / "checkpoint.pt",

@@ -22,8 +22,16 @@ TINY = [
 def test_world_model_writes_the_run_directory(tmp_path, capsys):
     logdir = tmp_path / "run"
     assert main(["world-model", *TINY, "--logdir", str(logdir)]) == 0
-    out = capsys.readouterr().out
-    assert str(logdir) in out and "copy-last-frame" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert out.startswith(f"run directory: {logdir}\n") and "copy-last-frame" in out
+    # each long phase says what it does and how long it will take
+    assert (
+        "collecting " in captured.err
+        and "random-policy episodes of builtin:pointmass" in captured.err
+    )
+    assert "the first episode took " in captured.err and "for the rest" in captured.err
+    assert "; training " in captured.err
     config = json.loads((logdir / "config.json").read_text())
     assert config["run"]["env"] == "builtin:pointmass"
     assert config["run"]["env_options"] == {"image_size": 32}
@@ -142,6 +150,7 @@ def test_train_and_eval_an_agent(tmp_path, capsys):
     assert "perf/fps" not in rows[0] or rows[0]["perf/fps"] > 0  # never a 0.0 before any step
     config = yaml.safe_load((logdir / "config.yaml").read_text())
     assert config["agent"] == "planet" and config["run"]["log_every"] == 100
+    assert config["run"]["threads"] == 1  # the count in force is saved with the run
     assert config["planet"]["candidates"] == 8  # debug applied after planet
     rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/return" in row for row in rows)

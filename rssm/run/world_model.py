@@ -113,12 +113,25 @@ def build_config(run: WorldModelRun) -> WorldModelConfig:
 
 
 def collect_episodes(
-    env_name: str, episodes: int, seed: int, env_options: dict[str, Any] | None = None
+    env_name: str,
+    episodes: int,
+    seed: int,
+    env_options: dict[str, Any] | None = None,
+    on_episode: Callable[[int], None] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Random-policy episodes as dicts of ``[T, ...]`` arrays (one row per step, DESIGN.md §3)."""
+    """Random-policy episodes as dicts of ``[T, ...]`` arrays (one row per step, DESIGN.md §3);
+    ``on_episode(count)`` is called after each finished episode (progress)."""
     env = make_env(env_name, seed=seed, **(env_options or {}))
     spec = env_spec(env)
     driver = Driver([env], seed=seed)
+    if on_episode is not None:
+        done = [0]
+
+        def count(stats: dict[str, Any], worker: int) -> None:
+            done[0] += 1
+            on_episode(done[0])
+
+        driver.on_episode(count)
     try:
         return record_episodes(driver, RandomPolicy(spec.action_dim, spec.discrete, seed), episodes)
     finally:
@@ -193,6 +206,7 @@ def batches(replay: Replay, batch_size: int, length: int) -> Iterator[dict[str, 
 def train_world_model(
     run: WorldModelRun,
     on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[WorldModel, dict[str, Any]]:
     """Collect random-policy data, train a world model and score it open-loop on held-out data.
 
@@ -200,14 +214,32 @@ def train_world_model(
         run: the run's settings.
         on_metrics: called as ``on_metrics(update, metrics)`` every ``eval_every`` updates and at
             the end (metrics include ``open_loop_model`` and ``open_loop_copy_last``).
+        say: called with a line for a person at each phase: what is collected, how long the
+            collection will take (timed on its first episode), what is trained.
 
     Returns:
         The trained model and a summary dict (final open-loop score, wall-clock seconds, ...).
     """
     torch.manual_seed(run.seed)
     start = time.perf_counter()
-    train_eps = collect_episodes(run.env, run.train_episodes, run.seed, run.env_options)
+    total = run.train_episodes + run.eval_episodes
+    if say is not None:
+        say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
+            f"train on, {run.eval_episodes} held out)")  # fmt: skip
+
+    def progress(count: int) -> None:
+        if say is not None and count == 1:
+            took = time.perf_counter() - start
+            say(f"  the first episode took {took:.1f} s: about {_minutes(took * (total - 1))} "
+                "for the rest")  # fmt: skip
+
+    train_eps = collect_episodes(
+        run.env, run.train_episodes, run.seed, run.env_options, on_episode=progress
+    )
     eval_eps = collect_episodes(run.env, run.eval_episodes, run.seed + 10_000, run.env_options)
+    if say is not None:
+        say(f"collected in {_minutes(time.perf_counter() - start)}; training {run.updates} "
+            f"updates of {run.batch_size}x{run.length}")  # fmt: skip
     replay = Replay(sum(len(e["is_first"]) for e in train_eps), seed=run.seed)
     for episode in train_eps:
         for t in range(len(episode["is_first"])):
@@ -251,3 +283,7 @@ def train_world_model(
         "history": history,
     }
     return model, summary
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
