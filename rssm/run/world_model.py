@@ -222,6 +222,11 @@ def train_world_model(
     """
     torch.manual_seed(run.seed)
     start = time.perf_counter()
+    # The model first (the collection draws from numpy only, so the weights are the same): an
+    # observation it cannot take fails here, before minutes of collection.
+    spec = env_spec(make_env(run.env, **run.env_options))
+    model = WorldModel(spec.obs_space, spec.action_dim, build_config(run)).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, eps=run.eps)
     total = run.train_episodes + run.eval_episodes
     if say is not None:
         say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
@@ -245,9 +250,6 @@ def train_world_model(
         for t in range(len(episode["is_first"])):
             replay.add({k: v[t] for k, v in episode.items()})
     held_out = windows(eval_eps, run.context + run.horizon)
-    spec = env_spec(make_env(run.env, **run.env_options))
-    model = WorldModel(spec.obs_space, spec.action_dim, build_config(run)).to(run.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, eps=run.eps)
     collect_seconds = time.perf_counter() - start
     history = []
     data = batches(replay, run.batch_size, run.length)
