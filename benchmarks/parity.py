@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -201,6 +202,11 @@ def main(argv: list[str] | None = None) -> str:
         [
             f"## Parity: ours vs reference ({args.label})",
             "",
+            "Command: `"
+            + shlex.join(
+                ["python", "benchmarks/parity.py", *(sys.argv[1:] if argv is None else argv)]
+            )
+            + "`  ",
             f"Ours: `{args.ours}` (to {last_ours} env steps); reference: `{args.reference}` "
             f"(to {last_ref} env steps). Cells: mean of the rows logged in the {args.window} "
             f"{'updates' if args.x == 'updates' else 'env steps'} up to the column's.  ",
