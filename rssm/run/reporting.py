@@ -150,7 +150,7 @@ class Reporter:
         self.bar.set_postfix(ret=f"{last:.1f}")
         if self.bar.disable:  # no terminal (e.g. a log file): a plain line per log row
             total = config.run.steps
-            eta = f", ETA {_duration((total - step) / fps)}" if fps else ""
+            eta = f", ETA {duration_text((total - step) / fps)}" if fps else ""
             rate = f"{fps:.0f} env steps/s" if fps else "- env steps/s"
             print(
                 f"step {step}/{total}: {rate}{eta}, last episode return {last:.1f}, "
@@ -160,7 +160,8 @@ class Reporter:
             )
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration for a person: seconds, minutes or hours."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

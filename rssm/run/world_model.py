@@ -20,6 +20,7 @@ import torch
 from rssm.data import Driver, RandomPolicy, Replay, record_episodes
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
+from rssm.run.reporting import duration_text
 
 __all__ = [
     "OpenLoopScore",
@@ -235,7 +236,7 @@ def train_world_model(
     def progress(count: int) -> None:
         if say is not None and count == 1:
             took = time.perf_counter() - start
-            say(f"  the first episode took {took:.1f} s: about {_minutes(took * (total - 1))} "
+            say(f"  the first episode took {took:.1f} s: about {duration_text(took * (total - 1))} "
                 "for the rest")  # fmt: skip
 
     train_eps = collect_episodes(
@@ -243,7 +244,7 @@ def train_world_model(
     )
     eval_eps = collect_episodes(run.env, run.eval_episodes, run.seed + 10_000, run.env_options)
     if say is not None:
-        say(f"collected in {_minutes(time.perf_counter() - start)}; training {run.updates} "
+        say(f"collected in {duration_text(time.perf_counter() - start)}; training {run.updates} "
             f"updates of {run.batch_size}x{run.length}")  # fmt: skip
     replay = Replay(sum(len(e["is_first"]) for e in train_eps), seed=run.seed)
     for episode in train_eps:
@@ -285,7 +286,3 @@ def train_world_model(
         "history": history,
     }
     return model, summary
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
