@@ -108,6 +108,12 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
     )
     train.add_argument("--env", default=None, help="(str) shortcut for --env.name")
     train.add_argument("--resume", action="store_true", help="continue the run in --logdir")
+    train.add_argument(
+        "--older",
+        action="store_true",
+        help="with --resume: when the newest checkpoint cannot be read, resume from the newest "
+        "older one that can",
+    )
     evaluate = sub.add_parser(
         "eval",
         help="run evaluation episodes of a trained run (optionally as a video)",
@@ -330,7 +336,9 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
         f"{config.run.steps} env steps, {threads} torch thread(s) (--run.threads)",
         flush=True,
     )
-    run_dir = train(config, resume=args.resume)
+    if args.older and not args.resume:
+        raise ValueError("--older picks the checkpoint that --resume continues from; add --resume")
+    run_dir = train(config, resume=args.resume, older=args.older)
     print(_final_returns(run_dir))
     print(f"run directory: {run_dir}")
     print(f"  config:     {run_dir / 'config.yaml'}")

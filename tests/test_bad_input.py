@@ -252,6 +252,30 @@ def test_resume_from_truncated_checkpoint(capsys, run_copy):
     assert snapshot(run_copy) == before
 
 
+class _Payload:
+    """Pickles as a call of ``os.system``: what a planted checkpoint carries."""
+
+    def __reduce__(self):
+        return (os.system, ("echo planted-checkpoint-ran",))
+
+
+def test_resume_from_a_checkpoint_carrying_code_never_runs_it_nor_falls_back(capsys, run_copy):
+    assert list(run_copy.glob("checkpoint-*.pt")), "an older good checkpoint exists"
+    latest = run_copy / "checkpoint.pt"
+    latest.unlink()  # a hard link to the newest numbered checkpoint: replace, do not write in it
+    torch.save({"format_version": 1, "agent": _Payload()}, latest)
+    before = snapshot(run_copy)
+    code, out, err = cli(capsys, *PLANET, "--logdir", "run", "--resume")
+    assert_error(code, err, "train", "refused to load", "pickled callable `posix.system`")
+    assert "planted-checkpoint-ran" not in out + err
+    assert snapshot(run_copy) == before
+    code, _, err = cli(capsys, *PLANET, "--logdir", "run", "--resume", "--older")
+    assert_error(code, err, "train", "pickled callable `posix.system`")
+    code, _, err = cli(capsys, "eval", "--run", run_copy)
+    assert_error(code, err, "eval", "refused to load", "pickled callable `posix.system`")
+    assert snapshot(run_copy) == before
+
+
 def test_resume_planet_checkpoint_as_dreamer_run(capsys, run_copy):
     before = snapshot(run_copy)
     code, _, err = cli(capsys, *DREAMER, "--logdir", "run", "--resume")

@@ -5,6 +5,9 @@ Errors (all :class:`CheckpointError`, a ``ValueError``; each message is one line
     * :class:`CheckpointNotFoundError` (also a ``FileNotFoundError``): no file at the path;
     * :class:`CheckpointError`: a corrupt or truncated file, a file that is not an rssm
       checkpoint, or one written in a newer format;
+    * :class:`UnsafeCheckpointError`: a file that carries pickled code (a callable such as
+      ``posix.system``), which is never run: the message names the callable, whatever the wording
+      of the installed torch's refusal;
     * :class:`IncompatibleCheckpointError`: the checkpoint's tensors do not fit the object built
       from the current config (:func:`check_compatible` names the keys and shapes);
     * :class:`CheckpointWriteError` (also an ``OSError``): saving failed (disk full, no
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "CheckpointWriteError",
     "IncompatibleCheckpointError",
+    "UnsafeCheckpointError",
     "check_compatible",
     "load_checkpoint",
     "save_checkpoint",
@@ -48,6 +54,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class CheckpointWriteError(CheckpointError, OSError):
     """Saving a checkpoint failed; the previous checkpoint at the path is unchanged."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file carries pickled code (a callable that loading would run): refused, never run."""
 
 
 class IncompatibleCheckpointError(CheckpointError):
@@ -140,7 +150,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_error(path: Path, error: Exception) -> CheckpointError:
-    if isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error):
+    callables = _foreign_globals(path)
+    if callables:
+        names = ", ".join(f"`{name}`" for name in callables[:3])
+        more = f" and {len(callables) - 3} more" if len(callables) > 3 else ""
+        return UnsafeCheckpointError(
+            f"refused to load {path}: it contains a pickled callable {names}{more}, code that "
+            "loading would run (rssm checkpoints hold tensors and plain data only); nothing was "
+            "run. Delete the file unless you know where it came from"
+        )
+    if isinstance(error, pickle.UnpicklingError) and "global" in str(error).lower():
         return CheckpointError(
             f"{path} holds Python objects other than tensors and plain data, which a safe "
             "(weights_only) load refuses: it is not an rssm checkpoint"
@@ -152,6 +171,36 @@ def _load_error(path: Path, error: Exception) -> CheckpointError:
         f"checkpoint {path} is corrupt or truncated ({size} bytes; {type(error).__name__} while "
         "reading it); restore it from a copy, or train the run again"
     )
+
+
+# Modules whose globals a checkpoint written by save_checkpoint may name (tensor rebuilders,
+# dtypes, OrderedDict, bytes of numpy-free plain data).
+_SAFE_MODULES = ("torch", "collections", "_codecs", "builtins")
+
+
+def _foreign_globals(path: Path) -> list[str]:
+    """``module.name`` of every global the file's pickle imports outside ``_SAFE_MODULES``,
+    read with :mod:`pickletools` (nothing is imported or run); [] for a file that is not a
+    readable torch zip archive (a damaged file is reported as such by the caller)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            if name is None:
+                return []
+            data = archive.read(name)
+        found: list[str] = []
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif opcode.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # damaged archive or pickle: not our question here
+        return []
+    foreign = [g for g in found if g.split(".")[0] not in _SAFE_MODULES]
+    return list(dict.fromkeys(foreign))
 
 
 def _check_format(path: Path, payload: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from rssm.data.episodes import EpisodeLayoutError, list_episodes
 from rssm.run.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
+    UnsafeCheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
@@ -121,43 +122,69 @@ def _replace_with_link(source: Path, target: Path) -> None:
             os.remove(tmp)
 
 
-def load_latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+def load_latest_checkpoint(
+    run_dir: str | os.PathLike, *, older: bool = False
+) -> tuple[Path, dict[str, Any]]:
     """The newest complete checkpoint of a run directory and its contents.
 
     ``checkpoint.pt`` unless a numbered checkpoint of a later step loads (a crash between
-    writing it and linking ``checkpoint.pt``); when ``checkpoint.pt`` is missing or corrupt, the
-    newest numbered checkpoint that loads (with a warning naming the bad file). Temporary files
-    are never read.
+    writing it and linking ``checkpoint.pt``); when ``checkpoint.pt`` is missing or unreadable,
+    the numbered checkpoint of the newest step. Checkpoints are written atomically, so an
+    unreadable newest one was damaged (or replaced) after the run wrote it: that is an error
+    naming the file and the newest older checkpoint that loads, which is used only with
+    ``older=True`` (what the run did after it is then done again). A checkpoint that carries
+    pickled code is always an error. Temporary files are never read.
 
     Raises:
         CheckpointNotFoundError: the directory holds no checkpoint.
-        CheckpointError: no checkpoint loads; the error of the newest one.
+        CheckpointError: the newest checkpoint cannot be read (its error, plus the older one
+            that loads, if any, and the flag that uses it), or no checkpoint loads.
     """
     run_dir = Path(run_dir)
-    latest, best, error = run_dir / CHECKPOINT_FILE, None, None
+    latest = run_dir / CHECKPOINT_FILE
     candidates = numbered_checkpoints(run_dir)
+    error: CheckpointError | None = None
     try:
         state = load_checkpoint(latest)
-    except CheckpointError as bad:  # missing (the numbered ones may remain) or unreadable
-        if not isinstance(bad, CheckpointNotFoundError):
-            error = bad
-    else:
-        best = (latest, state)
-        candidates = [(step, p) for step, p in candidates if step > checkpoint_step(state)]
-    for _, path in reversed(candidates):
+    except CheckpointNotFoundError:
+        state = None
+    except UnsafeCheckpointError:
+        raise  # a planted file: never replaced by another without the user looking at it
+    except CheckpointError as bad:
+        state, error = None, bad
+    if state is not None:
+        newer = [(step, p) for step, p in candidates if step > checkpoint_step(state)]
+        for _, path in reversed(newer):  # a crash before checkpoint.pt was linked to it
+            try:
+                return path, load_checkpoint(path)
+            except CheckpointError:
+                break  # checkpoint.pt is the newest complete one
+        return latest, state
+    # checkpoint.pt is missing or unreadable: the newest numbered checkpoint is the step it
+    # pointed at (write_checkpoint links it after writing); an even older one needs ``older``.
+    skipped: CheckpointError | None = None
+    for step, path in reversed(candidates):
         try:
             state = load_checkpoint(path)
+        except UnsafeCheckpointError:
+            raise
         except CheckpointError as bad:
-            warnings.warn(f"skipping an unreadable checkpoint: {bad}", RuntimeWarning, 2)
-            error = error or bad
+            skipped = skipped or bad
             continue
-        if error is not None:
-            warnings.warn(f"{error}; using {path} instead", RuntimeWarning, 2)
-        return path, state
-    if best is not None:
-        return best
-    if error is not None:
-        raise error
+        if skipped is None:
+            if error is not None:
+                warnings.warn(f"{error}; using {path}, the newest numbered one", RuntimeWarning, 2)
+            return path, state
+        if older:
+            warnings.warn(f"{skipped}; resuming from the older {path}", RuntimeWarning, 2)
+            return path, state
+        raise type(skipped)(
+            f"{skipped}. The newest older checkpoint that loads is {path.name} (env step {step}); "
+            "`rssm train --resume --older` resumes from it (what the run did after it is then done "
+            "again)"
+        )
+    if skipped is not None or error is not None:
+        raise error or skipped  # type: ignore[misc]
     raise CheckpointNotFoundError(
         f"no checkpoint in {run_dir} (neither {CHECKPOINT_FILE} nor checkpoint-<step>.pt): the "
         "run may not have written its first one yet"

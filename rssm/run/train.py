@@ -201,11 +201,11 @@ class _Parts:
     stats: Stats
 
 
-def _build(config: Config, run_dir: Path, resume: bool) -> _Parts:
+def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> _Parts:
     """Agent, replay, drivers and schedules; restored from the checkpoint when resuming."""
     spec = env_spec(make_envs(config, 1, config.seed)[0])
     agent = make_agent(config, spec)  # fails before the run directory is touched
-    state = _start(config, run_dir, resume)
+    state = _start(config, run_dir, resume, older)
     torch.manual_seed(config.seed)
     eval_seed = config.seed + EVAL_SEED
     parts = _Parts(
@@ -321,7 +321,9 @@ def _saved_config(path: Path, state: dict[str, Any]) -> Config:
         ) from None
 
 
-def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str, Any]] | None:
+def _start(
+    config: Config, run_dir: Path, resume: bool, older: bool = False
+) -> tuple[Path, dict[str, Any]] | None:
     """Checks the run directory; returns the checkpoint to resume from (path and contents), or
     None for a fresh run."""
     has_config = (run_dir / CONFIG_FILE).exists()
@@ -332,7 +334,7 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str,
         )
     if resume:
         try:
-            path, state = load_latest_checkpoint(run_dir)
+            path, state = load_latest_checkpoint(run_dir, older=older)
         except CheckpointNotFoundError:
             if has_config:
                 raise ValueError(
@@ -354,7 +356,7 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Path, dict[str,
 # ------------------------------------------------------------------------------------- loop
 
 
-def train(config: Config, *, resume: bool = False) -> Path:
+def train(config: Config, *, resume: bool = False, older: bool = False) -> Path:
     """Trains ``config.agent`` on ``config.env``; returns the run directory (``config.logdir``).
 
     Seed episodes with the uniform random policy, then alternate the updates that the collected
@@ -369,6 +371,8 @@ def train(config: Config, *, resume: bool = False) -> Path:
             saved in ``logdir/replay``; a fresh run when there is no checkpoint. Metrics rows and
             checkpoints of later steps, and episode files that the checkpoint does not list,
             are deleted (the resumed run writes them again).
+        older: when the newest checkpoint cannot be read (damaged after it was written),
+            resume from the newest older one that loads instead of stopping with an error.
 
     Raises:
         ValueError: an unknown agent, an agent that does not fit the env (PlaNet with discrete
@@ -377,12 +381,12 @@ def train(config: Config, *, resume: bool = False) -> Path:
         CheckpointError: resuming a run none of whose checkpoints can be read.
     """
     with torch_threads(config.run):
-        return _run(config, resume)
+        return _run(config, resume, older)
 
 
-def _run(config: Config, resume: bool) -> Path:
+def _run(config: Config, resume: bool, older: bool = False) -> Path:
     run_dir = Path(config.logdir)
-    parts = _build(config, run_dir, resume)
+    parts = _build(config, run_dir, resume, older)
     counters, driver = parts.counters, parts.driver
     if counters.agent_steps and counters.env_steps >= config.run.steps:
         driver.close()

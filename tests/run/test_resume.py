@@ -194,19 +194,28 @@ def test_last_checkpoints_are_kept_and_a_corrupt_one_is_skipped(tmp_path):
     assert [step for step, _ in numbered_checkpoints(run_dir)] == [255, 300]
     assert (run_dir / "checkpoint.pt").samefile(run_dir / "checkpoint-300.pt")
     assert not load_checkpoint(run_dir / "checkpoint.pt")["exact"], "the end is mid-episode"
-    for name in ("checkpoint.pt", "checkpoint-300.pt"):  # both damaged: fall back to 255
-        (run_dir / name).unlink()
-        (run_dir / name).write_bytes(b"not a checkpoint")
-    with pytest.warns(RuntimeWarning) as record:
+    (run_dir / "checkpoint.pt").unlink()  # damaged: checkpoint-300.pt is the same step
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="checkpoint.pt is corrupt.*checkpoint-300.pt"):
         path, state = load_latest_checkpoint(run_dir)
+    assert path.name == "checkpoint-300.pt"
+    (run_dir / "checkpoint-300.pt").unlink()  # both damaged: 255 only with older=True
+    (run_dir / "checkpoint-300.pt").write_bytes(b"not a checkpoint")
+    older_hint = "checkpoint-300.pt is corrupt.*checkpoint-255.pt.*--older"
+    with pytest.raises(CheckpointError, match=older_hint):
+        load_latest_checkpoint(run_dir)
+    with pytest.raises(CheckpointError, match="--older"):
+        train(merge(config, {"run": {"steps": 320}}), resume=True)
+    with pytest.warns(RuntimeWarning) as record:
+        path, state = load_latest_checkpoint(run_dir, older=True)
     assert any("checkpoint-300.pt is corrupt" in str(w.message) for w in record), record
     assert path.name == "checkpoint-255.pt" and state["exact"]
 
     longer = merge(config, {"run": {"steps": 320}})
     with pytest.warns(RuntimeWarning) as record:
-        train(longer, resume=True)
+        train(longer, resume=True, older=True)
     messages = [str(w.message) for w in record]
-    assert any("using" in m and "checkpoint-255.pt" in m for m in messages), messages
+    assert any("older" in m and "checkpoint-255.pt" in m for m in messages), messages
     assert not any("restart their episodes" in m for m in messages), "255 is an exact point"
     steps = [row["step"] for row in read_metrics(run_dir)]
     assert steps == sorted(set(steps)) and steps[-1] == 320, "rows after 255 were not dropped"
