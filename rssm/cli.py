@@ -523,11 +523,12 @@ def _main(argv: Sequence[str] | None) -> int:
         from rssm.run.malloc import keep_freed_memory
 
         keep_freed_memory()
+    from rssm.data import EnvError
     from rssm.run.train import NonFiniteError
 
     try:
         return commands[args.command](args)
-    except (ValueError, TypeError, ImportError, OSError, NonFiniteError) as error:
+    except (ValueError, TypeError, ImportError, OSError, NonFiniteError, EnvError) as error:
         print(f"rssm {args.command}: error: {_error_text(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
 import torch
 
 Obs = dict[str, np.ndarray]
+NonFinite = Literal["error", "warn"]
 Policy = Callable[[Any, Obs], tuple[Any, Any]]
 StepCallback = Callable[[dict[str, Any], int], None]
 EpisodeCallback = Callable[[dict[str, Any], int], None]
@@ -39,9 +41,21 @@ class Driver:
     driver restored with :meth:`load_state_dict` when :attr:`between_episodes` was true continues
     with exactly the episodes the original would have run (no env state needs saving).
 
+    Every observation is checked where it enters (an environment checker at the boundary):
+    its keys, shapes and dtypes against the observation space the env had when the driver was
+    built, the finiteness of floats (reward included), and the env's action space, which must not
+    change. A violation is an :class:`EnvError` naming the env, the key, the episode step and
+    what was expected; so is an exception raised inside ``env.reset``/``env.step`` (the original
+    is its ``__cause__``).
+
     Args:
         envs: The environments; worker ``i`` in callbacks is ``envs[i]``.
         seed: Driver seed (an int >= 0) or ``None`` for unseeded resets.
+        name: What errors call the envs (e.g. ``"dmc:walker-walk"``); default: the gymnasium id
+            of ``envs[0]``, else its class name.
+        nonfinite: ``"error"``: a NaN or infinite value in an observation or reward is an
+            :class:`EnvError`; ``"warn"``: a warning (once per env and key) and the value is
+            replaced by 0.
 
     Attributes:
         steps_per_second: Transitions per second during the last call (all envs together).
@@ -49,13 +63,26 @@ class Driver:
         total_episodes: Episodes finished over the driver's life.
     """
 
-    def __init__(self, envs: Sequence[gymnasium.Env], seed: int | None = None) -> None:
+    def __init__(
+        self,
+        envs: Sequence[gymnasium.Env],
+        seed: int | None = None,
+        *,
+        name: str | None = None,
+        nonfinite: NonFinite = "error",
+    ) -> None:
         if len(envs) == 0:
             raise ValueError("Driver needs at least one environment, got an empty sequence")
         if seed is not None and int(seed) < 0:
             raise ValueError(f"seed must be an int >= 0 or None, got {seed}")
+        if nonfinite not in ("error", "warn"):
+            raise ValueError(f"nonfinite must be 'error' or 'warn', got {nonfinite!r}")
         self.envs = list(envs)
         self.seed = seed
+        self.name = name or _env_name(self.envs[0])
+        self.nonfinite = nonfinite
+        self._checks = [_ObsCheck(env) for env in self.envs]
+        self._warned: set[tuple[int, str]] = set()
         self._step_fns: list[StepCallback] = []
         self._episode_fns: list[EpisodeCallback] = []
         self._obs: list[Obs | None] = [None] * len(self.envs)  # None: reset on the next call
@@ -190,6 +217,13 @@ class Driver:
                 f"policy returned an action of shape {action.shape}, expected [N, A] with "
                 f"N={len(self.envs)} envs; return one row per env (one-hot for discrete actions)"
             )
+        space = self.envs[0].action_space
+        size = space.n if isinstance(space, gymnasium.spaces.Discrete) else np.prod(space.shape)
+        if action.shape[1] != int(size):
+            raise ValueError(
+                f"action of shape {action.shape[1:]} does not fit the action space {space}: "
+                f"step one env with {int(size)} numbers (a policy returns [N, A], one row per env)"
+            )
         return action
 
     def _reset(self, i: int) -> Obs:
@@ -199,18 +233,118 @@ class Driver:
             seed = int(sequence.generate_state(1)[0])
         self._resets[i] += 1
         self._return[i], self._length[i] = 0.0, 0
-        obs, _ = self.envs[i].reset(seed=seed)
-        return _complete(obs, i, reward=0.0, first=True, terminated=False, truncated=False)
+        try:
+            obs, _ = self.envs[i].reset(seed=seed)
+        except Exception as error:
+            raise self._raised(i, "reset", error) from error
+        obs = _complete(obs, i, reward=0.0, first=True, terminated=False, truncated=False)
+        return self._check(i, obs)
 
     def _env_step(self, i: int, action: np.ndarray) -> Obs:
         env = self.envs[i]
         if isinstance(env.action_space, gymnasium.spaces.Discrete):
             action = int(action.argmax()) + int(env.action_space.start)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        self._length[i] += 1
-        return _complete(
+        self._length[i] += 1  # this step's number, also in an error it raises
+        try:
+            obs, reward, terminated, truncated, _ = env.step(action)
+        except Exception as error:
+            raise self._raised(i, "step", error) from error
+        obs = _complete(
             obs, i, reward=reward, first=False, terminated=terminated, truncated=truncated
         )
+        return self._check(i, obs)
+
+    def _where(self, i: int) -> str:
+        env = f"env {self.name!r}" + (f" (worker {i})" if len(self.envs) > 1 else "")
+        return f"{env} at step {self._length[i]} of episode {self._resets[i] - 1}"
+
+    def _raised(self, i: int, call: str, error: Exception) -> EnvError:
+        if isinstance(error, EnvError):
+            return error
+        return EnvError(f"{self._where(i)}: env.{call} raised {type(error).__name__}: {error}")
+
+    def _check(self, i: int, obs: Obs) -> Obs:
+        """``obs`` checked against env ``i``'s observation space, and the env's action space
+        against the one it was built with (see the class docstring)."""
+        self._checks[i].action_space(self, i)
+        problem = self._checks[i].problem(obs)
+        if problem is not None:
+            raise EnvError(f"{self._where(i)}: {problem}")
+        for key, value in obs.items():
+            if value.dtype.kind != "f" or np.isfinite(value).all():
+                continue
+            text = f"{self._where(i)}: {key!r} holds NaN or inf ({value.reshape(-1)[:4]}...)"
+            if self.nonfinite == "error":
+                raise EnvError(
+                    f"{text}; fix the env, or set env.nonfinite: warn to replace such values by "
+                    "0 with a warning"
+                )
+            if (i, key) not in self._warned:
+                self._warned.add((i, key))
+                warnings.warn(f"{text}; replaced by 0 (env.nonfinite: warn)", RuntimeWarning, 4)
+            obs[key] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
+        return obs
+
+
+class EnvError(RuntimeError):
+    """An environment broke its contract (an observation outside its space, a changed action
+    space, a NaN) or raised; the message names the env, the episode step and the problem."""
+
+
+def _env_name(env: gymnasium.Env) -> str:
+    spec = getattr(env.unwrapped, "spec", None)
+    return getattr(spec, "id", None) or type(env.unwrapped).__name__
+
+
+class _ObsCheck:
+    """Keys, shapes and dtypes of an env's observations and the identity of its action space,
+    as they were when the driver was built."""
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        space = env.observation_space
+        self.spaces: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
+        self.keys: set[str] = set()
+        if isinstance(space, gymnasium.spaces.Dict):
+            self.keys = set(space.spaces)
+            self.spaces = {
+                key: (tuple(sub.shape), np.dtype(sub.dtype))
+                for key, sub in space.spaces.items()
+                if isinstance(sub, gymnasium.spaces.Box)
+            }
+        self.env = env
+        self.action = env.unwrapped.action_space
+        self.outer = env.action_space
+
+    def problem(self, obs: Obs) -> str | None:
+        if self.spaces is None:
+            return None
+        keys = self.keys
+        if set(obs) - set(_FLAGS) != keys - set(_FLAGS):
+            return (
+                f"observation keys {sorted(obs)} differ from the observation space's "
+                f"{sorted(keys | set(_FLAGS))}; an env must return the same keys at every step"
+            )
+        for key, (shape, dtype) in self.spaces.items():
+            value = obs[key]
+            if value.shape != shape or value.dtype != dtype:
+                return (
+                    f"{key!r} is {value.dtype}{list(value.shape)} where the observation space "
+                    f"says {dtype}{list(shape)}; return what the space declares (cast or "
+                    "reshape in the env or a wrapper)"
+                )
+        return None
+
+    def action_space(self, driver: Driver, i: int) -> None:
+        for now, then in ((self.env.unwrapped.action_space, self.action),
+                          (self.env.action_space, self.outer)):  # fmt: skip
+            if now is not then and now != then:
+                raise EnvError(
+                    f"{driver._where(i)}: the action space changed from {then} to {now}; an env "
+                    "must keep the action space it was made with (the agent was built for it)"
+                )
+
+
+_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
 
 
 def _complete(
@@ -222,11 +356,11 @@ def _complete(
             f"env {i} returned a {type(obs).__name__} observation; the driver needs a dict of "
             "modalities (e.g. {'state': ...}); wrap the env with rssm.envs"
         )
-    out = dict(obs)
-    out.setdefault("reward", np.float32(reward))
-    out.setdefault("is_first", np.bool_(first))
-    out["is_last"] = np.bool_(bool(out.get("is_last", False)) or terminated or truncated)
-    out.setdefault("is_terminal", np.bool_(terminated))
+    out = {key: np.asarray(value) for key, value in obs.items()}
+    out.setdefault("reward", np.asarray(reward, np.float32))
+    out.setdefault("is_first", np.asarray(first))
+    out["is_last"] = np.asarray(bool(out.get("is_last", False)) or terminated or truncated)
+    out.setdefault("is_terminal", np.asarray(bool(terminated)))
     return out
 
 

@@ -38,6 +38,8 @@ class EnvConfig:
         time_limit: episode length in raw env steps (before action repeat); None: suite default.
         num_envs: N environments stepped together by the collection driver.
         options: further suite options passed to ``make_env`` (e.g. ``obs: both``).
+        nonfinite: a NaN or infinite observation or reward: ``error`` stops the run with a
+            message naming the env, key and step; ``warn`` warns once per key and uses 0.
     """
 
     name: str = "builtin:pointmass"
@@ -46,9 +48,14 @@ class EnvConfig:
     time_limit: int | None = None
     num_envs: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    nonfinite: str = "error"
 
     def __post_init__(self) -> None:
         _check_positive(self, "action_repeat", "image_size", "num_envs")
+        if self.nonfinite not in ("error", "warn"):
+            raise ValueError(
+                f"config key 'env.nonfinite' must be 'error' or 'warn', got {self.nonfinite!r}"
+            )
 
 
 @dataclass

@@ -32,6 +32,7 @@ import functools
 import signal
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from tqdm import tqdm
 
 from rssm import config as config_lib
 from rssm.agents import AGENTS
-from rssm.data import Driver, RandomPolicy, Replay
+from rssm.data import Driver, EnvError, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.run.checkpoint import CheckpointNotFoundError
 from rssm.run.logger import Logger
@@ -213,8 +214,18 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
         spec=spec,
         agent=agent,
         replay=Replay(config.replay.capacity, seed=config.seed, directory=run_dir / "replay"),
-        driver=Driver(make_envs(config, config.env.num_envs, config.seed), seed=config.seed),
-        eval_driver=Driver(make_envs(config, 1, eval_seed), seed=eval_seed),
+        driver=Driver(
+            make_envs(config, config.env.num_envs, config.seed),
+            seed=config.seed,
+            name=config.env.name,
+            nonfinite=config.env.nonfinite,
+        ),  # fmt: skip
+        eval_driver=Driver(
+            make_envs(config, 1, eval_seed),
+            seed=eval_seed,
+            name=config.env.name,
+            nonfinite=config.env.nonfinite,
+        ),  # fmt: skip
         eval_episodes=[],
         counters=_Counters(action_repeat=config.env.action_repeat),
         schedules=_Schedules.create(config),
@@ -278,9 +289,9 @@ def _check_finite(metrics: dict[str, float], counters: _Counters, limit: int) ->
     if counters.nonfinite_streak >= limit:
         raise NonFiniteError(
             f"stopped at env step {counters.env_steps}: {counters.nonfinite_streak} updates in a "
-            f"row had a non-finite loss or gradient ({', '.join(skipped)}); the last checkpoint "
-            "is kept as it was. Lower the learning rates, check the observations and rewards for "
-            "inf/NaN, or raise run.max_nonfinite"
+            f"row had a non-finite loss or gradient ({', '.join(skipped)}); no checkpoint was "
+            "written at this step (the run directory keeps what it had). Lower the learning "
+            "rates, or raise run.max_nonfinite"
         )
 
 
@@ -407,6 +418,8 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
     except KeyboardInterrupt:
         _checkpoint(run_dir, parts, exact=False)
         raise
+    except EnvError as error:  # the env broke: keep what the run has, then one clear error
+        raise _env_failed(run_dir, parts, error) from error
     finally:
         bar.close()
         logger.close()
@@ -414,6 +427,21 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
         parts.eval_driver.close()
     _checkpoint(run_dir, parts, exact=_exact(parts))
     return run_dir
+
+
+def _env_failed(run_dir: Path, parts: _Parts, error: EnvError) -> EnvError:
+    """Checkpoints the run, writes the traceback to ``error.log`` in the run directory and
+    returns the error to raise: the env's message, where the traceback is, and how to go on."""
+    if parts.counters.agent_steps:
+        _checkpoint(run_dir, parts, exact=_exact(parts))
+        kept = f"checkpointed at env step {parts.counters.env_steps} (--resume goes on)"
+    else:
+        kept = "nothing to checkpoint yet"
+    log = run_dir / "error.log"
+    text = "".join(traceback.format_exception(error))
+    with contextlib.suppress(OSError):
+        log.write_text(text)
+    return EnvError(f"{error}; the run {kept}; traceback in {log}")
 
 
 @contextlib.contextmanager
