@@ -83,11 +83,14 @@ class GymDict(gymnasium.Wrapper):
     """A gymnasium env with dict observations of modality keys.
 
     - ``obs="vector"``: the env's own observation, as ``image`` if it is an image (uint8 HxW or
-      HxWxC), else flattened to a float32 ``state`` (Dict/Tuple/Discrete spaces via
-      ``gymnasium.spaces.flatten``).
+      HxWxC), else flattened to a float32 ``state`` (Tuple/Discrete spaces via
+      ``gymnasium.spaces.flatten``). A ``Dict`` observation is split by entry: every image-like
+      entry keeps its own key (resized to ``image_size``; the CNN path), every other entry is
+      flattened into ``state`` in key order (the MLP path); an entry that is neither (e.g. a
+      ``Text`` space) is a ValueError naming it.
     - ``obs="pixels"``: ``image`` from ``env.render()`` (render_mode "rgb_array"), resized to
       ``image_size``; an env whose own observation is an image uses that instead.
-    - ``obs="both"``: ``state`` and the rendered ``image``.
+    - ``obs="both"``: ``state`` (or the Dict's entries) and the rendered ``image``.
 
     Supports ``skip_render`` (see :mod:`rssm.envs.wrappers`): gymnasium.make's TimeLimit is
     below this wrapper, so episode ends are always rendered.
@@ -99,22 +102,60 @@ class GymDict(gymnasium.Wrapper):
         space = env.observation_space
         native_image = _is_image(space)
         self._native = "image" if native_image else ("state" if obs != "pixels" else None)
-        self._render = obs != "vector" and not native_image
+        self._images: list[str] = []  # Dict entries passed on as images
+        self._vectors: list[str] = []  # Dict entries flattened into state
         self._image_size = image_size
         self._image: np.ndarray | None = None
         obs_spaces = {}
         if native_image:
             shape = space.shape if len(space.shape) == 3 else (*space.shape, 1)
             obs_spaces["image"] = image_space(*shape)
+        elif self._native == "state" and isinstance(space, spaces.Dict):
+            self._native = "dict"
+            obs_spaces = self._split(space, image_size)
         elif self._native == "state":
             obs_spaces["state"] = state_space(int(spaces.flatdim(space)))
+        self._render = obs != "vector" and not native_image
         if self._render:
             if env.render_mode != "rgb_array":
                 raise ValueError(
                     f"option obs={obs!r} needs render_mode='rgb_array', got {env.render_mode!r}"
                 )
+            if "image" in obs_spaces:
+                raise ValueError(
+                    f"option obs={obs!r} renders an 'image', but the env's Dict observation "
+                    "already has an 'image' entry; use obs='vector'"
+                )
             obs_spaces["image"] = image_space(*image_size)
         self.observation_space = spaces.Dict(obs_spaces)
+
+    def _split(self, space: spaces.Dict, image_size: tuple[int, int]) -> dict[str, spaces.Box]:
+        """The observation spaces of a Dict observation's entries (see the class docstring)."""
+        out: dict[str, spaces.Box] = {}
+        flat = 0
+        for key, sub in space.spaces.items():
+            if _is_image(sub):
+                channels = sub.shape[-1] if len(sub.shape) == 3 else 1
+                out[key] = image_space(*image_size, channels)
+                self._images.append(key)
+            elif isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete,
+                                  spaces.MultiBinary)):  # fmt: skip
+                flat += int(spaces.flatdim(sub))
+                self._vectors.append(key)
+            else:
+                raise ValueError(
+                    f"observation entry {key!r} has space {sub}, which is neither an image "
+                    "(uint8 HxW or HxWxC) nor a vector (Box, Discrete, MultiDiscrete, "
+                    "MultiBinary); drop or convert it in a wrapper before rssm sees the env"
+                )
+        if self._vectors:
+            if "state" in self._images:
+                raise ValueError(
+                    "observation entry 'state' is an image, but the Dict's vector entries "
+                    f"{self._vectors} are concatenated into 'state'; rename the image entry"
+                )
+            out["state"] = state_space(flat)
+        return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -132,6 +173,18 @@ class GymDict(gymnasium.Wrapper):
         elif self._native == "state":
             flat = spaces.flatten(self.env.observation_space, obs)
             out["state"] = np.asarray(flat, np.float32).reshape(-1)
+        elif self._native == "dict":
+            space = self.env.observation_space
+            for key in self._images:
+                image = np.asarray(obs[key], np.uint8)
+                image = image if image.ndim == 3 else image[..., None]
+                out[key] = resize(image, self._image_size)
+            if self._vectors:
+                parts = [
+                    np.asarray(spaces.flatten(space[key], obs[key]), np.float32).reshape(-1)
+                    for key in self._vectors
+                ]
+                out["state"] = np.concatenate(parts)
         if self._render:
             if fresh or self._image is None:
                 try:

@@ -9,6 +9,7 @@ expressions matched in full against the keys of the observation space (``"image"
 from __future__ import annotations
 
 import re
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -94,11 +95,13 @@ def select_keys(
             ) from None
     cnn: dict[str, tuple[int, ...]] = {}
     mlp: dict[str, tuple[int, ...]] = {}
+    ignored: list[str] = []
     for key, space in obs_space.spaces.items():
         if key in RESERVED_KEYS or key.startswith("log_"):
             continue
         is_cnn, is_mlp = bool(re.fullmatch(cnn_keys, key)), bool(re.fullmatch(mlp_keys, key))
         if not (is_cnn or is_mlp):
+            ignored.append(key)
             continue
         if not isinstance(space, gym.spaces.Box):
             raise ValueError(
@@ -126,6 +129,15 @@ def select_keys(
             f"{owner}: no observation key matches cnn_keys={cnn_keys!r} or mlp_keys="
             f"{mlp_keys!r}; the observation space has {{{_describe(obs_space)}}}. Set cnn_keys "
             "and/or mlp_keys (regexes matched in full, e.g. mlp_keys='.*')"
+        )
+    if ignored and owner == "MultiEncoder":  # said once per model, by its encoder
+        warnings.warn(
+            f"observation keys {ignored} match neither cnn_keys={cnn_keys!r} nor mlp_keys="
+            f"{mlp_keys!r}: the model does not see them. Select them with "
+            "world_model.encoder/decoder.cnn_keys (images) or .mlp_keys (vectors), regexes "
+            "matched in full such as 'image|camera'",
+            UserWarning,
+            3,
         )
     sizes = {shape[:2] for shape in cnn.values()}
     if len(sizes) > 1:

@@ -14,7 +14,8 @@ from gymnasium import spaces
 
 from rssm.cli import main
 from rssm.data import Driver, EnvError, RandomPolicy
-from rssm.envs import make_env
+from rssm.envs import env_spec, make_env
+from rssm.models.encoder import MultiEncoder
 from rssm.run.checkpoint import load_checkpoint
 
 ENV_ID = "HostileForTests-v0"
@@ -128,3 +129,50 @@ def test_an_env_raising_mid_run_checkpoints_and_ends_in_one_line(capsys, tmp_pat
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["counters"]["agent_steps"] == 2 * 13 + BAD_STEP, state["counters"]
     assert len(list((run / "replay").glob("*.npz"))) == 2, "both finished episodes are kept"
+
+
+class Robot(gymnasium.Env):
+    """A Dict observation: a camera image, a proprio vector and a discrete mode flag."""
+
+    def __init__(self, extra: str = "none"):
+        entries = {
+            "camera": spaces.Box(0, 255, (32, 48, 3), np.uint8),
+            "joints": spaces.Box(-1.0, 1.0, (4,), np.float32),
+            "mode": spaces.Discrete(3),
+        }
+        if extra == "text":
+            entries["note"] = spaces.Text(8)
+        self.observation_space = spaces.Dict(entries)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+gymnasium.register("RobotForTests-v0", entry_point=Robot)
+
+
+def test_a_dict_observation_sends_images_to_the_cnn_and_vectors_to_the_mlp():
+    env = make_env("gym:RobotForTests-v0", seed=0, image_size=16)
+    space = env.observation_space
+    assert space["camera"].shape == (16, 16, 3) and space["camera"].dtype == np.uint8
+    assert space["state"].shape == (4 + 3,) and space["state"].dtype == np.float32
+    obs, _ = env.reset(seed=0)
+    assert obs["camera"].shape == (16, 16, 3) and obs["state"].shape == (7,)
+    assert obs["state"][4:].sum() == 1.0, "the discrete entry is one-hot"
+    spec = env_spec(env)
+    with pytest.warns(UserWarning, match=r"\['camera'\] match neither cnn_keys='image'"):
+        MultiEncoder(spec.obs_space, cnn_keys="image", mlp_keys="state", cnn_depth=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder = MultiEncoder(spec.obs_space, cnn_keys="camera", mlp_keys="state", cnn_depth=4)
+    assert list(encoder.cnn_shapes) == ["camera"] and list(encoder.mlp_shapes) == ["state"]
+
+
+def test_a_dict_entry_that_is_neither_image_nor_vector_is_named():
+    with pytest.raises(ValueError, match=r"entry 'note' has space Text.*neither an image"):
+        make_env("gym:RobotForTests-v0", extra="text")
