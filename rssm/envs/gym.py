@@ -49,6 +49,10 @@ def make(task: str, common: SuiteOptions, *, obs: str = "vector", **kwargs) -> g
     if obs != "vector":  # unused (and harmless) when the env's own observation is an image
         kwargs.setdefault("render_mode", "rgb_array")
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering of gymnasium's MuJoCo envs
+    if kwargs.get("render_mode") == "rgb_array":
+        # Off-screen frames need no display: SDL's dummy video driver keeps pygame (classic
+        # control, Box2D) from looking for one and printing "XDG_RUNTIME_DIR is invalid".
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if common.time_limit is not None:
         kwargs["max_episode_steps"] = common.time_limit
     try:

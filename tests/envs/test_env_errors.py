@@ -1,5 +1,6 @@
 """User mistakes give short, specific errors; importing rssm.envs imports no optional suite."""
 
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,19 @@ def test_env_spec_needs_an_env_from_make_env():
 def test_an_unknown_gymnasium_id_suggests_the_module_form():
     with pytest.raises(ValueError, match=r"gym:<module>:NoSuchEnv-v0, which imports <module>"):
         make_env("gym:NoSuchEnv-v0")
+
+
+def test_pixels_of_a_pygame_env_print_no_display_noise():
+    pytest.importorskip("pygame")
+    code = (
+        "from rssm.envs import make_env\n"
+        "env = make_env('gym:CartPole-v1', obs='pixels', image_size=16)\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "assert obs['image'].shape == (16, 16, 3) and obs['image'].std() > 0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "XDG_RUNTIME_DIR" not in done.stderr + done.stdout, done.stderr
