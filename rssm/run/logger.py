@@ -121,12 +121,22 @@ class Logger:
         tensorboard: also write TensorBoard events (``torch.utils.tensorboard``); when tensorboard
             is not installed, warns once and keeps JSONL only.
         jsonl: append to ``logdir/metrics.jsonl``.
+        purge_step: a resumed run's first step after its checkpoint: TensorBoard hides the
+            events of this and later steps that earlier processes wrote (a resume trims
+            metrics.jsonl the same way), so no step shows twice.
 
     Raises:
         PermissionError, OSError: the directory cannot be created or written; the message names it.
     """
 
-    def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True, jsonl: bool = True):
+    def __init__(
+        self,
+        logdir: str | os.PathLike,
+        *,
+        tensorboard: bool = True,
+        jsonl: bool = True,
+        purge_step: int | None = None,
+    ):
         self.logdir = Path(logdir)
         _open_logdir(self.logdir)
         self._start = time.monotonic()
@@ -147,7 +157,7 @@ class Logger:
             except ImportError:
                 self._warn("tensorboard", "tensorboard is not installed: logging to JSONL only")
             else:
-                self._writer = SummaryWriter(log_dir=str(self.logdir))
+                self._writer = SummaryWriter(log_dir=str(self.logdir), purge_step=purge_step)
 
     # ------------------------------------------------------------------------------ buffering
 

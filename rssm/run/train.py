@@ -403,7 +403,8 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
         driver.close()
         parts.eval_driver.close()
         return run_dir  # a resumed run that is already done: nothing to add
-    logger = Logger(run_dir, tensorboard=config.run.tensorboard)
+    purge = counters.env_steps + 1 if counters.agent_steps else None  # a resumed run
+    logger = Logger(run_dir, tensorboard=config.run.tensorboard, purge_step=purge)
     bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
     try:
         with _deferred_interrupt() as interrupted:

@@ -331,3 +331,29 @@ def test_wall_clock_budget_stops_at_an_episode_end_with_an_eval_and_resumes(tmp_
 def test_wall_clock_budget_must_be_positive(minutes):
     with pytest.raises(ValueError, match="max_minutes must be a positive number"):
         merge(load_presets(Config, ["planet", "debug"]), {"run": {"max_minutes": minutes}})
+
+
+def test_a_resume_hides_the_tensorboard_events_written_after_its_checkpoint(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = make_config(
+        tmp_path, "tb", steps=200, log_every=10, eval_every=0, video_every=0, tensorboard=True
+    )
+    kill_at(monkeypatch, 180)  # the checkpoint due at 150 waits for the episode end at 153
+    with pytest.raises(Killed):
+        quiet_train(config)
+    monkeypatch.undo()
+    run_dir = tmp_path / "tb"
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["agent_steps"] == HALF
+    time.sleep(1.1)  # a second events file (its name holds the time in seconds)
+    quiet_train(config, resume=True)
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tag = "episode/return" if "episode/return" in events.Tags()["scalars"] else None
+    tag = tag or events.Tags()["scalars"][0]
+    steps = [event.step for event in events.Scalars(tag)]
+    assert steps == sorted(set(steps)), f"{tag} has a step twice: {steps}"
+    jsonl = [row["step"] for row in read_metrics(run_dir) if tag in row]
+    assert steps == jsonl, (steps, jsonl)
