@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -37,9 +38,13 @@ class Driver:
 
     The driver keeps each env's pending observation between calls, so collection can alternate with
     training; :meth:`reset` forces every env to reset on the next call. Reset ``k`` of env ``i`` is
-    seeded with a number derived from ``(seed, i, k)``, so runs repeat under a fixed seed, and a
-    driver restored with :meth:`load_state_dict` when :attr:`between_episodes` was true continues
-    with exactly the episodes the original would have run (no env state needs saving).
+    seeded with a number derived from ``(seed, i, k)``, so runs repeat under a fixed seed. The
+    actions of each unfinished episode are recorded, so a driver restored with
+    :meth:`load_state_dict` rebuilds the envs' states without saving any simulator: each env is
+    reset with its episode's seed and the recorded actions are replayed; the observation reached
+    is checked against a digest of the saved one, and an env that does not repeat itself (not
+    deterministic) restarts its episode with a warning naming it. It then continues exactly as
+    the original would have.
 
     Every observation is checked where it enters (an environment checker at the boundary):
     its keys, shapes and dtypes against the observation space the env had when the driver was
@@ -87,6 +92,7 @@ class Driver:
         self._episode_fns: list[EpisodeCallback] = []
         self._obs: list[Obs | None] = [None] * len(self.envs)  # None: reset on the next call
         self._resets = [0] * len(self.envs)
+        self._actions: list[list[np.ndarray]] = [[] for _ in self.envs]  # of unfinished episodes
         self._return = [0.0] * len(self.envs)
         self._length = [0] * len(self.envs)
         self.steps_per_second = 0.0
@@ -106,6 +112,13 @@ class Driver:
     def reset(self) -> None:
         """Make every env start a new episode on the next call (unfinished ones are dropped)."""
         self._obs = [None] * len(self.envs)
+        self._actions = [[] for _ in self.envs]
+
+    @property
+    def restorable(self) -> bool:
+        """Whether :meth:`load_state_dict` of a :meth:`state_dict` taken now continues exactly:
+        resets are seeded (unfinished episodes can be replayed), or no episode is running."""
+        return self.seed is not None or self.between_episodes
 
     @property
     def between_episodes(self) -> bool:
@@ -114,20 +127,36 @@ class Driver:
         return all(obs is None for obs in self._obs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Reset counts (they seed the next resets), episode sums and totals: plain ints and
-        floats. The envs' pending observations are not included: see :meth:`load_state_dict`."""
+        """Reset counts (they seed the next resets), episode sums, totals and, per env, its
+        unfinished episode (``episodes[i]``: the actions taken since its reset as a float32
+        array and a digest of the observation they led to; None between episodes). No env state
+        is saved: see :meth:`load_state_dict`."""
+        episodes: list[dict[str, Any] | None] = []
+        for i, obs in enumerate(self._obs):
+            if obs is None or self.seed is None:
+                episodes.append(None)
+                continue
+            actions = self._actions[i]
+            stacked = np.stack(actions) if actions else np.zeros((0, 0), np.float32)
+            episodes.append({"actions": stacked.astype(np.float32), "digest": _digest(obs)})
         return {
             "resets": list(self._resets),
             "returns": list(self._return),
             "lengths": list(self._length),
             "total_steps": self.total_steps,
             "total_episodes": self.total_episodes,
+            "episodes": episodes,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; every env starts a new episode on the next call (seeded
-        as the original's next reset), so the restore is exact when the original was
-        :attr:`between_episodes`.
+    def load_state_dict(self, state: Mapping[str, Any]) -> list[int]:
+        """Restore a :meth:`state_dict`. Each env that was inside an episode is reset with that
+        episode's seed and steps through its recorded actions (no callbacks run); when the
+        observation reached matches the saved digest, it continues the episode, otherwise (a
+        nondeterministic env) a warning names it and it starts a new episode on the next call.
+        Envs that were between episodes start their next (seeded) episode on the next call.
+
+        Returns:
+            The envs whose episode could not be rebuilt (they restart it).
 
         Raises:
             ValueError: the state is of a driver with another number of envs.
@@ -139,10 +168,47 @@ class Driver:
             )
         self.reset()
         self._resets = [int(n) for n in state["resets"]]
-        self._return = [float(x) for x in state["returns"]]
-        self._length = [int(n) for n in state["lengths"]]
         self.total_steps = int(state["total_steps"])
         self.total_episodes = int(state["total_episodes"])
+        returns = [float(x) for x in state["returns"]]
+        lengths = [int(n) for n in state["lengths"]]
+        diverged = []
+        for i, episode in enumerate(state.get("episodes") or [None] * len(self.envs)):
+            if episode is not None and not self._replay(i, episode, lengths[i]):
+                diverged.append(i)
+        self._return, self._length = returns, lengths
+        for i in diverged:
+            self._return[i], self._length[i] = 0.0, 0
+        return diverged
+
+    def _replay(self, i: int, episode: Mapping[str, Any], length: int) -> bool:
+        """Rebuilds env ``i``'s unfinished episode from its seed and recorded actions; True
+        when it reached the saved observation."""
+        actions = np.asarray(episode["actions"], np.float32)
+        self._resets[i] -= 1  # _reset seeds with the episode's own reset count
+        obs = self._reset(i)
+        for action in actions:
+            if obs["is_last"]:
+                break
+            obs = self._env_step(i, action)
+        same = (
+            len(actions) == length == self._length[i]
+            and not obs["is_last"]
+            and _digest(obs) == episode["digest"]
+        )
+        if same:
+            self._obs[i], self._actions[i] = obs, list(actions)
+        else:
+            self._actions[i] = []
+            warnings.warn(
+                f"env {self.name!r} (worker {i}) did not repeat its unfinished episode: replaying "
+                f"its {len(actions)} recorded actions from the episode's seeded reset reached "
+                "another observation, so the env is not deterministic; this episode restarts "
+                "and the resumed run differs from an uninterrupted one",
+                RuntimeWarning,
+                3,
+            )
+        return same
 
     def close(self) -> None:
         """Close all environments."""
@@ -201,9 +267,11 @@ class Driver:
                 for fn in self._episode_fns:
                     fn(stats, i)
                 self._obs[i] = None
+                self._actions[i] = []
                 finished += 1
             else:
                 self._obs[i] = self._env_step(i, action[i])
+                self._actions[i].append(action[i])
         self.total_steps += len(self.envs)
         self.total_episodes += finished
         return carry, finished
@@ -289,6 +357,16 @@ class Driver:
 class EnvError(RuntimeError):
     """An environment broke its contract (an observation outside its space, a changed action
     space, a NaN) or raised; the message names the env, the episode step and the problem."""
+
+
+def _digest(obs: Obs) -> str:
+    """A hash of an observation dict's keys, dtypes, shapes and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in sorted(obs):
+        value = np.ascontiguousarray(obs[key])
+        digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _env_name(env: gymnasium.Env) -> str:

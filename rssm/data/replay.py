@@ -30,6 +30,7 @@ _DEFAULT_KEYS = {
     "is_terminal": ((), np.dtype(bool)),
 }
 _LOADED = "loaded"  # stream key of episodes read from disk; user workers are ints >= 0
+_UNSAVED = -2  # _rebuild: a slot restored from the state's unsaved steps, not from a file
 
 
 def format_bytes(num_bytes: int | float) -> str:
@@ -452,14 +453,14 @@ class Replay:
 
         Args:
             data: include the held data (the arrays are views of the buffer: serialise the
-                result before adding more steps). ``False`` leaves it out and records instead
-                which episode file and step each held slot holds (``source`` [size] int32 and
-                ``files``); :meth:`load_state_dict` then reads the data back from ``directory``.
+                result before adding more steps). ``False`` leaves out the steps that are in
+                episode files of ``directory`` and records instead which file and step each such
+                slot holds (``source`` [size] int32 and ``files``); the steps in no file
+                (unfinished episodes, ones cut off by a reset) are kept under ``unsaved``
+                (copies). :meth:`load_state_dict` reads the rest back from ``directory``.
 
         Raises:
-            ValueError: ``data=False`` while some held step is in no episode file (an
-                unfinished episode, one cut off by a new ``is_first``, one that lost its first
-                steps to eviction, or no ``directory``): see :attr:`persisted`.
+            ValueError: ``data=False`` for a replay without a ``directory``.
         """
         held = slice(0, self._size)
         state: dict[str, Any] = {
@@ -485,13 +486,19 @@ class Replay:
             state["data"] = {key: value[held] for key, value in self._data.items()}
             state.update(stream=self._stream[held], position=self._position[held])
             state["next"] = self._next[held]
-        elif not self.persisted:
-            missing = int((source < 0).sum()) if self.directory is not None else self._size
+        elif self.directory is None:
             raise ValueError(
-                f"state_dict(data=False): {missing} of the {self._size} held steps are in no "
-                "episode file (unfinished or unsaved episodes, or no directory); call it when "
-                "every worker has just finished an episode (see Replay.persisted), or keep data"
+                "state_dict(data=False) needs episode files to read the data back from: build "
+                "Replay(directory=...) or keep data"
             )
+        else:
+            slots = np.flatnonzero(source < 0)
+            state["unsaved"] = {
+                "slots": slots.astype(np.int64),
+                "data": {key: value[slots].copy() for key, value in self._data.items()},
+                "stream": self._stream[slots].copy(),
+                "position": self._position[slots].copy(),
+            }
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -529,7 +536,7 @@ class Replay:
                 self._position[:size] = state["position"]
                 self._next[:size] = state["next"]
             elif size:
-                self._rebuild(state["head"], size)
+                self._rebuild(state["head"], size, state.get("unsaved"))
         except BaseException:
             self._clear()
             raise
@@ -539,22 +546,34 @@ class Replay:
         self._pending = {worker: list(slots) for worker, slots in state["pending"].items()}
         self._rng.bit_generator.state = state["rng"]
 
-    def _rebuild(self, head: int, size: int) -> None:
-        """Fill the ``size`` held slots from the episode files named by ``_source``/``_files``
-        and derive the stream bookkeeping; a stream's held steps are the newest of its files."""
+    def _rebuild(self, head: int, size: int, unsaved: Mapping[str, Any] | None) -> None:
+        """Fill the ``size`` held slots: those in ``unsaved`` from it, the others from the
+        episode files named by ``_source``/``_files``; then derive the stream bookkeeping (a
+        stream's held steps are the newest of its files, then its unsaved steps)."""
         if self.directory is None:
             raise ValueError("load_state_dict: a state without data needs Replay(directory=...)")
         assert self._layout is not None
         source = self._source[:size]
-        if (source < 0).any():
+        if unsaved is not None and len(unsaved["slots"]):
+            slots = np.asarray(unsaved["slots"], np.int64)
+            for key, value in unsaved["data"].items():
+                self._data[key][slots] = value
+            self._stream[slots] = unsaved["stream"]
+            self._position[slots] = unsaved["position"]
+            if (source[slots] >= 0).any():
+                raise ValueError("load_state_dict: an unsaved step is also in an episode file")
+            source = source.copy()
+            source[slots] = _UNSAVED
+        if (source == -1).any():
             raise ValueError("load_state_dict: the state holds steps that are in no episode file")
         files = {file.episode_id: file for file in list_episodes(self.directory)[0]}
         order = (
             (head + np.arange(size)) % self.capacity if size == self.capacity else np.arange(size)
         )
-        group = order[np.argsort(source[order], kind="stable")]  # by file, oldest step first
+        in_files = order[source[order] >= 0]
+        group = in_files[np.argsort(source[in_files], kind="stable")]  # by file, oldest first
         bounds = np.flatnonzero(np.diff(source[group])) + 1
-        for slots in np.split(group, bounds):
+        for slots in np.split(group, bounds) if len(group) else []:
             episode_id, worker, start, length = self._files[source[slots[0]]]
             file = files.get(episode_id)
             if file is None or file.length != length:

@@ -1,17 +1,18 @@
 """Checkpoints of a training run: their files, their contents, and what a resume throws away.
 
 Exact resume: a run killed at any moment (SIGKILL included) and resumed continues exactly as if
-it had not been stopped (same metrics, same weights; CPU, fixed seeds). Environment state cannot
-be saved in general (MuJoCo, ALE), so the training loop writes a due checkpoint at the first step
-at which every environment has just finished an episode; the driver seeds the next resets from
-(seed, env index, episode count), so no env state is needed. A checkpoint (:func:`run_state`)
-holds the agent (weights, optimisers, generators), counters, schedules, the metric sums since the
-last log row, the drivers' reset counts, torch's RNG and the replay's layout and sampling state;
-the replay's data is read back from its episode files. A resume (:func:`discard_after`) drops
-the metrics rows, episode files and checkpoints written after the checkpoint. When the
-environments do not line up within ``run.checkpoint_every`` further env steps (several envs with
-episodes of different lengths), at the end of the run and on Ctrl-C, the checkpoint is written
-anyway with ``exact: False``: a resume from it restarts the unfinished episodes (with a warning).
+it had not been stopped (same metrics, same weights; CPU, fixed seeds). A checkpoint
+(:func:`run_state`) holds the agent (weights, optimisers, generators), counters, schedules, the
+metric sums since the last log row, the drivers' state, the collection policy's carry (the
+agent's latent states), torch's RNG and the replay's layout and sampling state. The replay's
+data is read back from its episode files; the steps of unfinished episodes travel in the
+checkpoint. Environment state cannot be saved in general (MuJoCo, ALE), so the driver records
+the actions of each unfinished episode and a resume replays them from the episode's seeded
+reset, checking that the env reaches the saved observation (an env that does not repeat itself
+restarts its episode, with a warning naming it). :func:`discard_after` drops the metrics rows,
+episode files and checkpoints written after the checkpoint. A checkpoint is not exact
+(``exact: False``, warned about on resume: the envs restart their episodes) when it was written
+after a second Ctrl-C or a failing env step, or for a driver without seeded resets.
 
 A run directory holds the last ``keep`` checkpoints as ``checkpoint-<env_step>.pt`` and
 ``checkpoint.pt``, the newest of them (a hard link to it, or a copy where links are not
@@ -38,6 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from rssm.data import Driver, Replay
@@ -233,46 +235,53 @@ class RunParts(Protocol):
     stats: _Stateful
     config: Any  # with ``run.device``
     spec: Any  # the env's EnvSpec (``obs_space``: a gymnasium Dict space)
+    carry: Any  # the collection policy's carry
 
 
 def run_state(parts: RunParts, exact: bool) -> dict[str, Any]:
     """A training run's checkpoint contents (the caller adds the config).
 
     Keys: ``agent`` (weights, optimisers, generators), ``counters``, ``schedules``, ``stats``
-    (metric sums since the last log row), ``driver``/``eval_driver`` (reset counts), ``rng``
-    (torch's CPU generator, and the CUDA one of a CUDA run), ``exact``, ``replay`` (the layout
-    and sampling state without data, ``exact`` checkpoints only) and ``replay_episode_ids``.
+    (metric sums since the last log row), ``driver``/``eval_driver`` (reset counts and the
+    unfinished episodes' actions), ``carry`` (the collection policy's carry), ``rng`` (torch's
+    CPU generator, and the CUDA one of a CUDA run), ``exact``, ``replay`` (the layout and
+    sampling state, with the data of steps in no episode file; ``exact`` checkpoints only) and
+    ``replay_episode_ids``.
 
     Args:
-        exact: every env has just finished an episode and the replay is
-            :attr:`~rssm.data.Replay.persisted`, so a resume repeats the run exactly.
+        exact: the driver can rebuild its unfinished episodes and the replay has a directory
+            (see ``rssm.run.train._exact``), so a resume repeats the run exactly.
     """
     replay = parts.replay.state_dict(data=False) if exact else None
-    if replay is not None:  # weights_only loads take tensors, not numpy arrays
-        replay["source"] = torch.from_numpy(replay["source"])
     rng = {"torch": torch.get_rng_state()}
     device = torch.device(parts.config.run.device)
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    return {
-        "agent": parts.agent.state_dict(),
-        "counters": dataclasses.asdict(parts.counters),
-        "schedules": parts.schedules.state_dict(),
-        "stats": parts.stats.state_dict(),
-        "driver": parts.driver.state_dict(),
-        "eval_driver": parts.eval_driver.state_dict(),
-        "rng": rng,
-        "exact": exact,
-        "replay": replay,
-        "replay_episode_ids": parts.replay.episode_ids,
-    }
+    return _tensors(
+        {
+            "agent": parts.agent.state_dict(),
+            "counters": dataclasses.asdict(parts.counters),
+            "schedules": parts.schedules.state_dict(),
+            "stats": parts.stats.state_dict(),
+            "driver": parts.driver.state_dict(),
+            "eval_driver": parts.eval_driver.state_dict(),
+            "carry": carry_to_plain(parts.carry) if exact else None,
+            "rng": rng,
+            "exact": exact,
+            "replay": replay,
+            "replay_episode_ids": parts.replay.episode_ids,
+        }
+    )
 
 
 def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> None:
-    """Loads a :func:`run_state` into freshly built parts. The replay is rebuilt slot by slot
-    from its episode files for an exact checkpoint; otherwise (or when a file is missing) its
-    episodes are loaded into a stream of their own and a warning says that the environments
-    restart their episodes (unless the run is finished: resuming it then adds nothing)."""
+    """Loads a :func:`run_state` into freshly built parts. For an exact checkpoint the replay is
+    rebuilt slot by slot (from its episode files and the unsaved steps in the checkpoint), the
+    envs replay their unfinished episodes and the policy's carry is restored; otherwise (or when
+    a file is missing) the episodes are loaded into a stream of their own and a warning says
+    that the environments restart their episodes (unless the run is finished: resuming it then
+    adds nothing)."""
+    state = _arrays(state)
     parts.agent.load_state_dict(state["agent"])
     for name, value in state["counters"].items():
         setattr(parts.counters, name, int(value))
@@ -281,9 +290,8 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
     device = torch.device(parts.config.run.device)
     if "cuda" in state["rng"] and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-    for name in ("stats", "driver", "eval_driver"):
-        if name in state:  # checkpoints of older versions lack them
-            getattr(parts, name).load_state_dict(state[name])
+    if "stats" in state:  # checkpoints of older versions lack it
+        parts.stats.load_state_dict(state["stats"])
     exact = bool(state.get("exact")) and state.get("replay") is not None
     if exact:
         try:
@@ -293,12 +301,19 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
         except (ValueError, OSError) as error:
             exact = False
             warnings.warn(f"{path}: {error}; loading its episodes instead", RuntimeWarning, 3)
+    for name in ("driver", "eval_driver"):
+        if name in state:
+            driver_state = state[name] if exact else {**state[name], "episodes": None}
+            getattr(parts, name).load_state_dict(driver_state)
+    if exact and state.get("carry") is not None:
+        parts.carry = carry_from_plain(state["carry"], device)
     finished = parts.counters.env_steps >= parts.config.run.steps  # resuming it is a no-op
     if not exact and not finished:
         warnings.warn(
-            f"{path} was written while episodes were running (or by an older version): the "
-            "environments restart their episodes, so the resumed run does not repeat an "
-            "uninterrupted one exactly",
+            f"{path} was written while episodes were running and cannot rebuild them (a second "
+            "Ctrl-C, a failing env, unseeded resets, or an older version): the environments "
+            "restart their episodes, so the resumed run does not repeat an uninterrupted one "
+            "exactly",
             RuntimeWarning,
             3,
         )
@@ -306,3 +321,61 @@ def restore_run_state(path: Path, state: dict[str, Any], parts: RunParts) -> Non
         parts.replay.load(
             ids=state["replay_episode_ids"], shapes={k: v.shape for k, v in spaces.items()}
         )
+
+
+# ------------------------------------------------------------------ plain data for checkpoints
+
+
+def _tensors(value: Any) -> Any:
+    """``value`` with every numpy array turned into a tensor (``weights_only`` loads take
+    tensors and plain data, not numpy arrays); :func:`_arrays` undoes it where it matters."""
+    if isinstance(value, np.ndarray):
+        return {_NUMPY: torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, dict):
+        return {key: _tensors(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tensors(item) for item in value]
+    return value
+
+
+def _arrays(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_NUMPY}:
+            return value[_NUMPY].numpy()
+        return {key: _arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_arrays(item) for item in value]
+    return value
+
+
+_NUMPY = "__numpy__"  # marks a tensor that was a numpy array
+_TYPE = "__carry_type__"
+
+
+def _carry_types() -> dict[str, type]:
+    """The NamedTuples a policy carry may be built of, by name."""
+    from rssm.agents import DreamerCarry, PlanetCarry
+    from rssm.types import RSSMState
+
+    return {cls.__name__: cls for cls in (DreamerCarry, PlanetCarry, RSSMState)}
+
+
+def carry_to_plain(carry: Any) -> Any:
+    """A policy carry (NamedTuples of tensors, None) as nested dicts a safe load accepts."""
+    if carry is None or isinstance(carry, torch.Tensor):
+        return None if carry is None else carry.detach().cpu().clone()
+    if isinstance(carry, tuple) and hasattr(carry, "_fields"):
+        name = type(carry).__name__
+        if name not in _carry_types():
+            raise TypeError(f"cannot checkpoint a policy carry of type {name}")
+        fields = {field: carry_to_plain(getattr(carry, field)) for field in carry._fields}
+        return {_TYPE: name, **fields}
+    raise TypeError(f"cannot checkpoint a policy carry holding a {type(carry).__name__}")
+
+
+def carry_from_plain(plain: Any, device: torch.device) -> Any:
+    """Undoes :func:`carry_to_plain`, with the tensors on ``device``."""
+    if plain is None or isinstance(plain, torch.Tensor):
+        return None if plain is None else plain.to(device)
+    cls = _carry_types()[plain[_TYPE]]
+    return cls(**{key: carry_from_plain(v, device) for key, v in plain.items() if key != _TYPE})

@@ -18,10 +18,11 @@ finished episode), the last ``run.keep_checkpoints`` checkpoints ``checkpoint-<e
 ``checkpoint.pt``, the newest (see :mod:`rssm.run.resume`).
 
 Exact resume: a run killed at any moment (SIGKILL included) and resumed continues as if it had
-not stopped (same metrics and weights; CPU, fixed seeds). Environment state cannot be saved in
-general, so a due checkpoint waits for a step at which every environment has just finished an
-episode (resets are seeded from seed, env and episode count); :mod:`rssm.run.resume` has the
-details and the cases that are not exact (``exact: False`` in the checkpoint, warned about).
+not stopped (same metrics and weights; CPU, fixed seeds). Checkpoints are written on their
+schedule, at the end and on Ctrl-C, inside episodes too: environment state is not saved but
+rebuilt by replaying each unfinished episode's recorded actions from its seeded reset;
+:mod:`rssm.run.resume` has the details and the cases that are not exact (``exact: False`` in the
+checkpoint, warned about).
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ class _Parts:
     counters: _Counters
     schedules: _Schedules
     stats: Stats
+    carry: Any = None  # the collection policy's carry (e.g. the agent's latent states)
 
 
 def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> _Parts:
@@ -416,8 +418,8 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
                 parts.stats.random = False
                 driver.reset()  # with several envs, the agent starts every env at an episode start
             _loop(parts, run_dir, Reporter(parts, logger, bar), interrupted)
-    except KeyboardInterrupt:
-        _checkpoint(run_dir, parts, exact=False)
+    except KeyboardInterrupt as stop:  # at a safe point unless Ctrl-C came twice
+        _checkpoint(run_dir, parts, exact=isinstance(stop, _SafeStop) and _exact(parts))
         raise
     except EnvError as error:  # the env broke: keep what the run has, then one clear error
         raise _env_failed(run_dir, parts, error) from error
@@ -433,8 +435,8 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
 def _env_failed(run_dir: Path, parts: _Parts, error: EnvError) -> EnvError:
     """Checkpoints the run, writes the traceback to ``error.log`` in the run directory and
     returns the error to raise: the env's message, where the traceback is, and how to go on."""
-    if parts.counters.agent_steps:
-        _checkpoint(run_dir, parts, exact=_exact(parts))
+    if parts.counters.agent_steps:  # the failed step is half done: not an exact point
+        _checkpoint(run_dir, parts, exact=False)
         kept = f"checkpointed at env step {parts.counters.env_steps} (--resume goes on)"
     else:
         kept = "nothing to checkpoint yet"
@@ -469,24 +471,27 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _SafeStop(KeyboardInterrupt):
+    """Ctrl-C taken at the loop's safe point (between steps): the checkpoint is exact."""
+
+
 def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[[], bool]) -> None:
     """Train, report, checkpoint and collect one step until ``run.steps``.
 
-    A due checkpoint waits (``due``) for a step at which every environment has just finished an
-    episode, at most ``run.checkpoint_every`` env steps. After an exact checkpoint the policy's
-    carry restarts from None as a resumed run's does: every env starts an episode there anyway.
-    A resumed run enters at the step of its checkpoint, where no schedule fires a second time.
+    A checkpoint is written when its schedule fires, inside episodes too: the checkpoint holds
+    the policy's carry and each env's unfinished episode (its recorded actions), from which a
+    resume rebuilds the envs. A resumed run enters at the step of its checkpoint, where no
+    schedule fires a second time.
     """
     config, counters, driver = parts.config, parts.counters, parts.driver
-    explore, carry = functools.partial(parts.agent.policy, mode="explore"), None
-    due: int | None = None
-    budget = _Budget(config.run.max_minutes, config.run.checkpoint_every)
+    explore = functools.partial(parts.agent.policy, mode="explore")
+    budget = _Budget(config.run.max_minutes)
     while True:
         if interrupted():
-            raise KeyboardInterrupt
+            raise _SafeStop
         _train(parts)
         done = counters.env_steps >= config.run.steps
-        spent = not done and budget.spent(counters.env_steps, driver.between_episodes)
+        spent = not done and budget.spent()
         report(final=done or spent, evaluate=spent)
         if spent:
             warnings.warn(
@@ -496,34 +501,23 @@ def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[
             )
         if done or spent:
             return
-        if parts.schedules.checkpoint(counters.env_steps) and due is None:
-            due = counters.env_steps
-        waited = due is not None and counters.env_steps - due >= config.run.checkpoint_every
-        if due is not None and (driver.between_episodes or waited):
-            exact = _exact(parts)
-            _checkpoint(run_dir, parts, exact)
-            due, carry = None, None if exact else carry
-        carry = driver(explore, steps=1, carry=carry)
+        if parts.schedules.checkpoint(counters.env_steps):
+            _checkpoint(run_dir, parts, _exact(parts))
+        parts.carry = driver(explore, steps=1, carry=parts.carry)
 
 
 class _Budget:
-    """``run.max_minutes`` of wall clock from the start of this invocation; once spent, the
-    run stops at the next episode boundary of every env, or ``grace`` env steps later."""
+    """``run.max_minutes`` of wall clock from the start of this invocation."""
 
-    def __init__(self, minutes: float | None, grace: int) -> None:
+    def __init__(self, minutes: float | None) -> None:
         self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-        self.grace = grace
-        self.since: int | None = None  # env step at which the budget was found spent
 
-    def spent(self, step: int, between_episodes: bool) -> bool:
-        if self.deadline is None or time.monotonic() < self.deadline:
-            return False
-        if self.since is None:
-            self.since = step
-        return between_episodes or step - self.since >= self.grace
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 def _exact(parts: _Parts) -> bool:
-    """Whether a checkpoint now is an exact resume point: every env just finished an episode
-    and every replay step is in an episode file."""
-    return parts.driver.between_episodes and parts.replay.persisted
+    """Whether a checkpoint now is an exact resume point: the collection driver can rebuild its
+    unfinished episodes (seeded resets) and the replay writes episode files (its unsaved steps
+    travel in the checkpoint)."""
+    return parts.driver.restorable and parts.replay.directory is not None

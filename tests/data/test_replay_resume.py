@@ -1,5 +1,7 @@
 """Replay without its data: ``state_dict(data=False)`` rebuilt slot by slot from episode files."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -77,15 +79,41 @@ def test_loaded_episodes_are_rebuilt_in_their_stream(tmp_path):
     assert len(elsewhere) and not elsewhere.persisted, "its files are not in its directory"
 
 
-def test_unfinished_episodes_cannot_be_left_out(tmp_path):
-    replay = Replay(100, directory=tmp_path)
-    lockstep(replay, [4], 6)  # the second episode is unfinished
+@pytest.mark.parametrize("capacity", [500, 37])
+def test_unfinished_episodes_travel_in_the_state_and_are_written_when_they_end(tmp_path, capacity):
+    replay = Replay(capacity, seed=5, directory=tmp_path / "a")
+    end = lockstep(replay, [4, 6, 5], 23)  # every worker is inside an episode
+    replay.add(make_step(0, 99, first=True), worker=0)  # cuts worker 0's episode off
     assert not replay.persisted
-    with pytest.raises(ValueError, match="2 of the 6 held steps are in no episode file"):
+    state = replay.state_dict(data=False)
+    unsaved = state["unsaved"]
+    assert 0 < len(unsaved["slots"]) < len(replay) and "data" not in state
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    rebuilt = Replay(capacity, seed=99, directory=tmp_path / "b")
+    rebuilt.load_state_dict(state)
+    assert_same(replay, rebuilt)
+    full, restored = replay.state_dict(), rebuilt.state_dict()
+    for key in ("stream", "position", "next"):
+        np.testing.assert_array_equal(full[key], restored[key], err_msg=key)
+    for key in full["data"]:
+        np.testing.assert_array_equal(full["data"][key], restored["data"][key], err_msg=key)
+    lockstep(replay, [4, 6, 5], 30, start=end)  # the unfinished episodes end and are written
+    lockstep(rebuilt, [4, 6, 5], 30, start=end)
+    assert_same(replay, rebuilt)
+    written = [[f.path for f in list_episodes(tmp_path / d)[0]] for d in ("a", "b")]
+    assert len(written[0]) == len(written[1]) > len(state["episode_ids"])
+    for path_a, path_b in zip(*written, strict=True):  # in the order they were written
+        a, b = np.load(path_a), np.load(path_b)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{path_a.name} {key}")
+
+
+def test_a_state_without_data_needs_a_directory():
+    replay = Replay(100)
+    lockstep(replay, [4], 6)
+    assert not replay.persisted, "without a directory nothing is persisted"
+    with pytest.raises(ValueError, match="needs episode files"):
         replay.state_dict(data=False)
-    assert not Replay(100).persisted, "without a directory nothing is persisted"
-    lockstep(replay, [4], 2, start=6)
-    assert replay.persisted and len(replay.state_dict(data=False)["source"]) == 8
 
 
 def test_a_missing_file_is_an_error_and_leaves_the_replay_empty(tmp_path):

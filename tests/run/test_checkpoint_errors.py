@@ -23,6 +23,7 @@ from rssm.run.checkpoint import (
     CheckpointNotFoundError,
     CheckpointWriteError,
     IncompatibleCheckpointError,
+    UnsafeCheckpointError,
     check_compatible,
     load_checkpoint,
     save_checkpoint,
@@ -123,7 +124,7 @@ class _Marker:
 def test_pickled_code_is_refused_not_run(tmp_path):
     path, marker = tmp_path / "evil.pt", tmp_path / "ran"
     torch.save({"format_version": 1, "x": _Marker(marker)}, path)
-    with pytest.raises(CheckpointError, match="not an rssm checkpoint") as error:
+    with pytest.raises(UnsafeCheckpointError, match=r"refused to load .*pickled callable") as error:
         load_checkpoint(path)
     one_line(error)
     assert not marker.exists(), "loading a checkpoint ran pickled code"

@@ -26,9 +26,9 @@ from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
 from rssm.run.train import Config, train
 
 # debug: episodes of 50 env steps = 51 agent steps (the reset row included), action repeat 1,
-# so episodes end at env steps 51, 102, 153, 204, 255, 306. A checkpoint due at 150 waits for
-# the end of the third episode at 153.
-STEPS, EVERY, HALF = 300, 150, 153
+# so episodes end at env steps 51, 102, 153, 204, 255, 306. The checkpoint at 150 is written
+# inside the third episode: a resume replays its actions.
+STEPS, EVERY, HALF = 300, 150, 150
 UNSTABLE = ("time", "perf/fps")  # wall-clock values
 
 
@@ -49,20 +49,35 @@ def uninterrupted(tmp_path_factory, one_thread):
     """``uninterrupted(algo, num_envs)``: the directory of an uninterrupted run (made once)."""
     runs = {}
 
-    def get(algo: str, num_envs: int = 1):
-        if (algo, num_envs) not in runs:
-            config = make_config(tmp_path_factory.mktemp(algo), "whole", algo, num_envs)
-            runs[algo, num_envs] = quiet_train(config)
-        return runs[algo, num_envs]
+    def get(algo: str, num_envs: int = 1, env: str = ""):
+        if (algo, num_envs, env) not in runs:
+            config = make_config(tmp_path_factory.mktemp(algo), "whole", algo, num_envs, env)
+            runs[algo, num_envs, env] = quiet_train(config)
+        return runs[algo, num_envs, env]
 
     return get
 
 
-def make_config(tmp_path, name: str, algo: str = "planet", num_envs: int = 1, **run) -> Config:
+ENVS = {  # other envs than the debug preset's built-in point mass
+    # episodes of different lengths in the two envs, so they never end together
+    "cartpole": {"name": "gym:CartPole-v1", "time_limit": None, "options": {}},
+    # MuJoCo physics, rebuilt by replaying the actions of an unfinished episode
+    # (episodes of 100 raw steps = 51 agent steps at action repeat 2, like the debug env's)
+    "dmc": {"name": "dmc:reacher-easy", "time_limit": 100, "action_repeat": 2,
+            "options": {"obs": "proprio"}},
+}  # fmt: skip
+
+
+def make_config(
+    tmp_path, name: str, algo: str = "planet", num_envs: int = 1, env: str = "", **run
+) -> Config:
     config = load_presets(Config, [algo, "debug"])
     settings = {"steps": STEPS, "checkpoint_every": EVERY, "log_every": 25, "eval_every": 100}
     settings.update({"video_every": 100, "tensorboard": False, **run})
-    changes = {"logdir": str(tmp_path / name), "env": {"num_envs": num_envs}, "run": settings}
+    env_changes = {"num_envs": num_envs, **ENVS.get(env, {})}
+    changes = {"logdir": str(tmp_path / name), "env": env_changes, "run": settings}
+    if env == "dmc":  # proprio only: no image keys
+        changes["world_model"] = {"encoder": {"cnn_keys": "$^"}, "decoder": {"cnn_keys": "$^"}}
     return merge(config, changes)
 
 
@@ -113,21 +128,26 @@ def assert_equal_states(a, b, where=""):
 
 
 @pytest.mark.parametrize(
-    ("algo", "num_envs", "half", "kill"),
+    ("algo", "num_envs", "env", "kill"),
     [
-        # killed after the checkpoint at 153, an episode file (204) and rows up to 225
-        ("planet", 1, HALF, 230),
-        ("dreamer_v3", 1, HALF, 230),
-        # two envs in lockstep end episodes at rounds 51, 102, ... = 102, 204, ... env steps;
-        # killed between the two envs' transitions of a step
-        ("dreamer_v3", 2, 204, 240),
+        # killed after the checkpoint at 150 (mid-episode), an episode file (204) and rows up
+        # to 225
+        ("planet", 1, "", 230),
+        ("dreamer_v3", 1, "", 230),
+        # two envs in lockstep, killed between the two envs' transitions of a step
+        ("dreamer_v3", 2, "", 240),
+        # two CartPoles whose episodes end at different steps: never both between episodes
+        ("dreamer_v3", 2, "cartpole", 240),
+        # DeepMind Control: MuJoCo physics rebuilt by replaying the second episode's 23 actions
+        ("dreamer_v3", 1, "dmc", 115),
     ],
 )
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(
-    tmp_path, monkeypatch, uninterrupted, algo, num_envs, half, kill
+    tmp_path, monkeypatch, uninterrupted, algo, num_envs, env, kill
 ):
-    whole = uninterrupted(algo, num_envs)
-    config = make_config(tmp_path, "killed", algo, num_envs)
+    whole = uninterrupted(algo, num_envs, env)
+    config = make_config(tmp_path, "killed", algo, num_envs, env)
+    half = HALF // config.env.action_repeat
     kill_at(monkeypatch, kill)
     with pytest.raises(Killed):
         quiet_train(config)
@@ -135,8 +155,11 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(
     killed = tmp_path / "killed"
     state = load_checkpoint(killed / "checkpoint.pt")
     assert state["exact"] and state["counters"]["agent_steps"] == half, state["counters"]
-    assert max(r["step"] for r in read_metrics(killed)) > half, "rows after the checkpoint"
-    assert len(list_episodes(killed / "replay")[0]) == 4
+    unfinished = [e for e in state["driver"]["episodes"] if e is not None]
+    assert unfinished and all(len(e["actions"]["__numpy__"]) > 0 for e in unfinished)
+    assert state["carry"] is not None and state["replay"]["unsaved"]["slots"]
+    assert max(r["step"] for r in read_metrics(killed)) > HALF, "rows after the checkpoint"
+    assert len(list_episodes(killed / "replay")[0]) >= (0 if env == "dmc" else 3)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # an exact resume warns about nothing
@@ -190,10 +213,10 @@ def test_sigkilled_process_resumes_exactly(tmp_path, uninterrupted):
 def test_last_checkpoints_are_kept_and_a_corrupt_one_is_skipped(tmp_path):
     config = make_config(tmp_path, "run", checkpoint_every=50, keep_checkpoints=2, eval_every=0)
     run_dir = quiet_train(config)
-    # due at 50, 100, ...: written at the episode ends 51, 102, 153, 204, 255 and at the end
-    assert [step for step, _ in numbered_checkpoints(run_dir)] == [255, 300]
+    # written at 50, 100, ..., 250 (inside episodes) and at the end
+    assert [step for step, _ in numbered_checkpoints(run_dir)] == [250, 300]
     assert (run_dir / "checkpoint.pt").samefile(run_dir / "checkpoint-300.pt")
-    assert not load_checkpoint(run_dir / "checkpoint.pt")["exact"], "the end is mid-episode"
+    assert load_checkpoint(run_dir / "checkpoint.pt")["exact"], "mid-episode, and exact"
     (run_dir / "checkpoint.pt").unlink()  # damaged: checkpoint-300.pt is the same step
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="checkpoint.pt is corrupt.*checkpoint-300.pt"):
@@ -201,7 +224,7 @@ def test_last_checkpoints_are_kept_and_a_corrupt_one_is_skipped(tmp_path):
     assert path.name == "checkpoint-300.pt"
     (run_dir / "checkpoint-300.pt").unlink()  # both damaged: 255 only with older=True
     (run_dir / "checkpoint-300.pt").write_bytes(b"not a checkpoint")
-    older_hint = "checkpoint-300.pt is corrupt.*checkpoint-255.pt.*--older"
+    older_hint = "checkpoint-300.pt is corrupt.*checkpoint-250.pt.*--older"
     with pytest.raises(CheckpointError, match=older_hint):
         load_latest_checkpoint(run_dir)
     with pytest.raises(CheckpointError, match="--older"):
@@ -209,17 +232,17 @@ def test_last_checkpoints_are_kept_and_a_corrupt_one_is_skipped(tmp_path):
     with pytest.warns(RuntimeWarning) as record:
         path, state = load_latest_checkpoint(run_dir, older=True)
     assert any("checkpoint-300.pt is corrupt" in str(w.message) for w in record), record
-    assert path.name == "checkpoint-255.pt" and state["exact"]
+    assert path.name == "checkpoint-250.pt" and state["exact"]
 
     longer = merge(config, {"run": {"steps": 320}})
     with pytest.warns(RuntimeWarning) as record:
         train(longer, resume=True, older=True)
     messages = [str(w.message) for w in record]
-    assert any("older" in m and "checkpoint-255.pt" in m for m in messages), messages
-    assert not any("restart their episodes" in m for m in messages), "255 is an exact point"
+    assert any("older" in m and "checkpoint-250.pt" in m for m in messages), messages
+    assert not any("restart their episodes" in m for m in messages), "250 is an exact point"
     steps = [row["step"] for row in read_metrics(run_dir)]
     assert steps == sorted(set(steps)) and steps[-1] == 320, "rows after 255 were not dropped"
-    assert [step for step, _ in numbered_checkpoints(run_dir)] == [306, 320]
+    assert [step for step, _ in numbered_checkpoints(run_dir)] == [300, 320]
     assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["agent_steps"] == 320
 
 
@@ -239,7 +262,7 @@ def test_temporary_files_are_never_resumed_from(tmp_path):
     assert path.name == "checkpoint.pt" and state["counters"]["agent_steps"] == 120
     # killed between writing checkpoint-120.pt and pointing checkpoint.pt at it
     (run_dir / "checkpoint.pt").unlink()  # a hard link to checkpoint-120.pt: do not write in it
-    shutil.copyfile(run_dir / "checkpoint-102.pt", run_dir / "checkpoint.pt")
+    shutil.copyfile(run_dir / "checkpoint-100.pt", run_dir / "checkpoint.pt")
     path, state = load_latest_checkpoint(run_dir)
     assert path.name == "checkpoint-120.pt" and state["counters"]["agent_steps"] == 120
     quiet_train(merge(config, {"run": {"steps": 140}}), resume=True)
@@ -271,7 +294,57 @@ def test_truncate_metrics_keeps_rows_up_to_the_step(tmp_path):
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_ctrl_c_writes_an_inexact_checkpoint_that_resumes_with_a_warning(tmp_path, monkeypatch):
+def test_ctrl_c_mid_episode_checkpoints_exactly_and_the_resume_repeats_the_run(
+    tmp_path, monkeypatch, uninterrupted
+):
+    whole = uninterrupted("dreamer_v3")
+    config = make_config(tmp_path, "run", "dreamer_v3")
+    original = train_lib._Counters.on_step
+
+    def press_ctrl_c(self, transition, worker):
+        original(self, transition, worker)
+        if self.agent_steps == 130:  # inside the third episode (103..153)
+            signal.raise_signal(signal.SIGINT)  # the loop stops at its next safe point
+
+    monkeypatch.setattr(train_lib._Counters, "on_step", press_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_train(config)
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["exact"] and state["counters"]["agent_steps"] == 130, state["counters"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an exact resume warns about nothing
+        train(config, resume=True)
+    assert_same_runs(whole, tmp_path / "run")
+
+
+def test_an_env_that_does_not_repeat_its_episode_restarts_it_with_a_warning(tmp_path, monkeypatch):
+    config = make_config(
+        tmp_path, "run", steps=200, checkpoint_every=100, eval_every=0, video_every=0
+    )
+    kill_at(monkeypatch, 130)  # after the checkpoint at 100, inside the second episode (52..102)
+    with pytest.raises(Killed):
+        quiet_train(config)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["exact"]
+    from rssm.envs import builtin
+
+    reset = builtin.PointMass.reset
+
+    def drifting_reset(self, *, seed=None, options=None):  # ignores part of its seed
+        return reset(self, seed=None if seed is None else seed + 1, options=options)
+
+    monkeypatch.setattr(builtin.PointMass, "reset", drifting_reset)
+    with pytest.warns(RuntimeWarning, match=r"env 'builtin:pointmass' \(worker 0\) did not "
+                      r"repeat its unfinished episode.*not deterministic"):  # fmt: skip
+        train(config, resume=True)
+    steps = [row["step"] for row in read_metrics(tmp_path / "run")]
+    assert steps == sorted(set(steps)) and steps[-1] == 200
+
+
+def test_ctrl_c_mid_step_writes_an_inexact_checkpoint_that_resumes_with_a_warning(
+    tmp_path, monkeypatch
+):
     config = make_config(tmp_path, "run", steps=200, eval_every=0, video_every=0)
     original = train_lib._Counters.on_step
 
@@ -298,10 +371,10 @@ def test_ctrl_c_writes_an_inexact_checkpoint_that_resumes_with_a_warning(tmp_pat
 
 
 def test_resuming_a_finished_run_is_a_quiet_no_op(tmp_path):
-    # 200 env steps end mid-episode (episodes end at 204): the final checkpoint is inexact
+    # 200 env steps end mid-episode (episodes end at 204): the final checkpoint is exact anyway
     config = make_config(tmp_path, "run", steps=200, eval_every=0, video_every=0)
     run_dir = quiet_train(config)
-    assert not load_checkpoint(run_dir / "checkpoint.pt")["exact"]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["exact"]
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning about restarting episodes: nothing runs
