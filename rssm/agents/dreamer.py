@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.base import Capabilities, Mode
 from rssm.agents.optimizer import Optimizer
 from rssm.agents.runtime import (
     Precision,
@@ -38,8 +39,6 @@ from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
 
 __all__ = ["DreamerAgent", "DreamerCarry", "DreamerConfig"]
-
-Mode = Literal["explore", "eval"]
 
 
 @dataclass
@@ -88,6 +87,8 @@ class DreamerCarry(NamedTuple):
 class DreamerAgent:
     """A world model, an actor-critic trained in its imagination, and their three optimisers.
 
+    An :class:`~rssm.agents.base.Agent` that acts in imagination with its actor.
+
     Args:
         obs_space: observation space (modality keys).
         action_dim: A; the size of the action vector (the number of choices when discrete).
@@ -107,6 +108,8 @@ class DreamerAgent:
         model_opt, actor_opt, critic_opt: the :class:`~rssm.agents.optimizer.Optimizer` s (Adam,
             clip, non-finite skip).
     """
+
+    capabilities = Capabilities(imagination="actor")
 
     def __init__(
         self,

@@ -22,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.base import Capabilities, Mode
 from rssm.agents.optimizer import Optimizer
 from rssm.agents.runtime import (
     Precision,
@@ -42,8 +43,6 @@ from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
 
 __all__ = ["PlanetAgent", "PlanetCarry", "PlanetConfig", "imagined_return"]
-
-Mode = Literal["explore", "eval"]
 
 
 @dataclass
@@ -129,6 +128,8 @@ class PlanetCarry(NamedTuple):
 class PlanetAgent:
     """PlaNet agent: a :class:`WorldModel`, its Adam optimiser and a CEM planner.
 
+    An :class:`~rssm.agents.base.Agent` that acts in imagination by planning.
+
     Args:
         obs_space: observation space (modality keys, ``EnvSpec.obs_space``).
         action_dim: size A of the action vector.
@@ -151,6 +152,8 @@ class PlanetAgent:
     Raises:
         ValueError: ``discrete`` is True, or a bad ``action_dim``.
     """
+
+    capabilities = Capabilities(imagination="planner")
 
     def __init__(
         self,

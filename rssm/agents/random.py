@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.agents.base import Capabilities
 from rssm.agents.runtime import check_device
 
 __all__ = ["RandomAgent"]
@@ -35,7 +36,8 @@ class RandomAgent:
         precision, compile: accepted for a uniform constructor; nothing to speed up.
     """
 
-    learns = False  # the training loop neither samples replay batches nor counts updates for it
+    # The training loop neither samples replay batches nor counts updates for it; no model.
+    capabilities = Capabilities(learns=False, world_model=False)
 
     def __init__(
         self,

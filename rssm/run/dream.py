@@ -121,13 +121,12 @@ def _checkpoint_config(path: Path, state: dict[str, Any]) -> Config:
 
 def world_model(run: LoadedRun) -> Any:
     """The agent's world model (``agent.model``), or a ValueError for agents without one."""
-    model = getattr(run.agent, "model", None)
-    if model is None or not hasattr(model, "open_loop"):
+    if not run.agent.capabilities.world_model:
         raise ValueError(
             f"agent {run.config.agent!r} has no world model to imagine with; use a run of a "
             "model-based agent (e.g. --configs planet)"
         )
-    return model
+    return run.agent.model
 
 
 def saved_episodes(run_dir: str | Path) -> list[Path]:
@@ -223,20 +222,22 @@ def imagination_policy(
 ) -> Callable[[RSSMState], Tensor]:
     """The agent's policy on imagined states: ``state [N] -> action [N, A]``.
 
-    Agents with ``imagine_action(state, generator=...)`` (actor-critic) use it. PlaNet agents
-    (``planning_objective``) plan from every imagined state as their ``eval`` policy does from a
+    Agents whose ``capabilities.imagination`` is ``"actor"`` use ``imagine_action(state,
+    generator=...)``; ``"planner"`` agents (PlaNet, ``planning_objective``) plan from every
+    imagined state as their ``eval`` policy does from a
     posterior: CEM with the agent's planner settings, the first action of the final plan mean,
     warm-started from the previous plan when ``planet.warm_start`` is set.
 
     Raises:
         TypeError: the agent can do neither.
     """
-    if hasattr(agent, "imagine_action"):
+    imagination = agent.capabilities.imagination
+    if imagination == "actor":
         return functools.partial(agent.imagine_action, generator=generator)
-    if not hasattr(agent, "planning_objective"):
+    if imagination != "planner":
         raise TypeError(
-            f"{type(agent).__name__} has neither imagine_action nor planning_objective, so it "
-            "cannot act in imagination; use policy='replay'"
+            f"{type(agent).__name__} has neither an actor nor a planner (capabilities."
+            "imagination is 'none'), so it cannot act in imagination; use policy='replay'"
         )
     settings = agent.config
     previous: list[Tensor] = []
@@ -474,7 +475,7 @@ def _rollout(
     """``(pred, true or None, actions [1, steps, A])`` of a dream from ``batch`` [1, T]."""
     model = run.agent.model
     param = next(model.parameters())
-    generator = getattr(run.agent, "generator", None)
+    generator = run.agent.generator
     if seed is not None:
         generator = torch.Generator(device=param.device)
         generator.manual_seed(seed)

@@ -73,10 +73,10 @@ def open_loop_video(logger: Logger, agent: Any, replay: Replay, config: Config) 
     Agents without a world model (``agent.model.open_loop``) have nothing to show. Replay
     sequences may cross an episode start; the prediction does not reset there.
     """
-    model = getattr(agent, "model", None)
     length = config.replay.length
-    if model is None or not hasattr(model, "open_loop") or length < 2 or len(replay) < length:
+    if not agent.capabilities.world_model or length < 2 or len(replay) < length:
         return
+    model = agent.model
     context = min(config.run.video_context, length - 1)
     batch = model.preprocess(replay.sample(4, length))
     was_training = model.training

@@ -45,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 from rssm import config as config_lib
-from rssm.agents import AGENTS
+from rssm.agents import AGENTS, Agent
 from rssm.data import Driver, EnvError, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.run.checkpoint import CheckpointNotFoundError
@@ -109,7 +109,7 @@ def make_envs(config: Config, count: int, seed: int) -> list[gymnasium.Env]:
     ]
 
 
-def make_agent(config: Config, spec: EnvSpec) -> Any:
+def make_agent(config: Config, spec: EnvSpec) -> Agent:
     """The agent ``AGENTS[config.agent]`` for an env of ``spec``.
 
     Raises:
@@ -193,7 +193,7 @@ class _Parts:
 
     config: Config
     spec: EnvSpec
-    agent: Any
+    agent: Agent
     replay: Replay
     driver: Driver
     eval_driver: Driver
@@ -257,7 +257,7 @@ def _train(parts: _Parts) -> None:
     else:
         due = config.run.train_steps if train(counters.env_steps) else 0
     batch_size, length = config.replay.batch_size, config.replay.length
-    learns = getattr(parts.agent, "learns", True)  # the random baseline does not
+    learns = parts.agent.capabilities.learns  # the random baseline does not
     if due == 0 or not learns or len(parts.replay) < length * config.env.num_envs:
         return
     for _ in range(due):

@@ -218,3 +218,33 @@ def test_cli_dreamer_on_dmc_cartpole_swingup_proprio(tmp_path, preset):
     )  # fmt: skip
     assert run["config"].env.options == {"obs": "proprio"}
     assert any("train/actor_loss" in row for row in run["rows"])
+
+
+def test_every_agent_has_the_agent_interface_and_declares_its_capabilities():
+    import gymnasium as gym
+    import numpy as np
+
+    from rssm.agents import AGENTS, Agent
+    from rssm.config import load_presets, merge
+    from rssm.run.train import Config
+
+    obs_space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (3,), np.float32)})
+    expected = {
+        "dreamer": (True, True, "actor"),
+        "planet": (True, True, "planner"),
+        "random": (False, False, "none"),
+    }
+    for name, cls in AGENTS.items():
+        preset = {"dreamer": "dreamer_v3", "planet": "planet", "random": "planet"}[name]
+        no_images = {"cnn_keys": "$^"}
+        changes = {"world_model": {"encoder": no_images, "decoder": no_images}}
+        config = merge(load_presets(Config, [preset, "debug"]), changes)
+        agent = cls(obs_space, 2, config.world_model, getattr(config, name, None), seed=0)
+        assert isinstance(agent, Agent), name
+        caps = agent.capabilities
+        assert (caps.learns, caps.world_model, caps.imagination) == expected[name], name
+        assert caps.world_model == hasattr(agent, "model")
+        if caps.imagination == "actor":
+            assert callable(agent.imagine_action)
+        if caps.imagination == "planner":
+            assert callable(agent.planning_objective)
