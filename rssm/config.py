@@ -32,7 +32,6 @@ import inspect
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +39,8 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
+
+from rssm.files import atomic_write
 
 __all__ = [
     "PRESETS_DIR",
@@ -557,21 +558,7 @@ def to_dict(instance: Any) -> dict[str, Any]:
 
 def save(instance: Any, path: str | os.PathLike[str]) -> None:
     """Writes ``to_dict(instance)`` as YAML, atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    text = yaml.safe_dump(to_dict(instance), sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a config is as readable as other outputs
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, yaml.safe_dump(to_dict(instance), sort_keys=False))
 
 
 def load(cls: type[C], path: str | os.PathLike[str]) -> C:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rssm.files import atomic_path
+
 Layout = dict[str, tuple[tuple[int, ...], np.dtype]]
 """Per-step layout of a transition: key -> (shape of one step, dtype)."""
 
@@ -76,16 +78,8 @@ def write_episode(directory: str | os.PathLike, episode: Mapping[str, np.ndarray
     directory.mkdir(parents=True, exist_ok=True)
     episode_id = new_episode_id()
     path = directory / episode_filename(episode_id, length)
-    tmp = directory / f".{path.stem}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **episode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **episode)
     return EpisodeFile(path, episode_id, length)
 
 

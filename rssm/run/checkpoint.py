@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from rssm.files import atomic_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -64,12 +65,6 @@ class IncompatibleCheckpointError(CheckpointError):
     """The checkpoint was written for another config: its tensors do not fit the model."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _os_error(error: BaseException) -> OSError | None:
     """The OSError behind ``error`` (itself, or its cause/context: torch wraps write errors)."""
     seen: set[int] = set()
@@ -97,19 +92,10 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
         Exception: anything else from ``torch.save`` (e.g. an object it cannot pickle).
     """
     path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as file:
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
             torch.save({"format_version": FORMAT_VERSION, **payload}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
     except BaseException as error:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
         cause = _os_error(error) if isinstance(error, Exception) else None  # never Ctrl-C
         if cause is None or isinstance(error, CheckpointError):
             raise

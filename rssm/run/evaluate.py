@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +24,7 @@ import yaml
 from rssm import config as config_lib
 from rssm.data import Driver
 from rssm.envs import env_spec
+from rssm.files import atomic_path
 from rssm.run.checkpoint import CheckpointError, check_compatible
 from rssm.run.resume import load_latest_checkpoint
 from rssm.run.run_config import torch_threads
@@ -225,15 +225,13 @@ class _VideoWriter:
         self.path, self.fps, self.imageio = path, fps, imageio
         self.frames = 0
         self._scale = 0
-        self._tmp: str | None = None
+        self._tmp: Path | None = None
+        self._atomic: Any = None
         self._writer: Any = None
 
     def __enter__(self) -> _VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
-        )
-        os.close(fd)
+        self._atomic = atomic_path(self.path, suffix=self.path.suffix)
+        self._tmp = self._atomic.__enter__()
         if self.path.suffix == ".gif":
             self._writer = self.imageio.get_writer(
                 self._tmp, format="GIF", mode="I", duration=1000 / self.fps, loop=0
@@ -264,13 +262,9 @@ class _VideoWriter:
         assert self._tmp is not None, "_VideoWriter used outside a with block"
         try:
             self._writer.close()
-            if kind is None:
-                if not self.frames:
-                    raise ValueError(f"no frames to write to the video {self.path}")
-                mask = os.umask(0)
-                os.umask(mask)
-                os.chmod(self._tmp, 0o666 & ~mask)  # mkstemp creates 0600
-                os.replace(self._tmp, self.path)
-        finally:
-            if os.path.exists(self._tmp):
-                os.remove(self._tmp)
+            if kind is None and not self.frames:
+                raise ValueError(f"no frames to write to the video {self.path}")
+        except BaseException as failure:  # the temporary file goes, the target stays
+            self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        self._atomic.__exit__(kind, error, traceback)  # renamed onto the target on success

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from rssm.files import atomic_write
 
 __all__ = ["METRICS_FILE", "Logger", "read_metrics", "truncate_metrics"]
 
@@ -348,16 +349,7 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     kept = [line for line in lines if _row_step(line) <= step]
     dropped = len(lines) - len(kept) + bool(partial)
     if dropped:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(b"".join(line + b"\n" for line in kept))
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, b"".join(line + b"\n" for line in kept))
     return dropped
 
 

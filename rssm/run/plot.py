@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from rssm.files import atomic_path
 from rssm.run.logger import METRICS_FILE, read_metrics
 
 __all__ = ["figure", "plot_runs", "require_matplotlib", "save_figure"]
@@ -71,16 +71,8 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
     path = Path(path)
     if not path.suffix:
         raise ValueError(f"figure path {str(path)!r} has no suffix; use e.g. {path.name}.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssm.files import atomic_write
 from rssm.run.dream import forked_rng, load_run, run_episodes, world_model
 from rssm.run.plot import figure, require_matplotlib, save_figure
 
@@ -237,18 +237,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def _plot(report: dict[str, Any], path: Path) -> Path:

@@ -5,10 +5,11 @@ factor to at least :data:`MIN_VIDEO_SIZE` pixels)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from rssm.files import atomic_path
 
 __all__ = [
     "MIN_VIDEO_SIZE",
@@ -105,17 +106,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 10) -> P
         frames = np.pad(
             frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix == ".gif":
             imageio.mimwrite(tmp, list(frames), duration=1000 / fps, loop=0)
         else:
             imageio.mimwrite(tmp, list(frames), fps=fps, macro_block_size=1)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

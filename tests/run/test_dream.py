@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rssm.agents import RandomAgent
+from rssm.agents import Capabilities, RandomAgent
 from rssm.config import apply_overrides, load_presets
 from rssm.run.dream import LoadedRun, dream, imagination_policy, load_run, world_model
 from rssm.run.train import Config, train
@@ -107,10 +107,12 @@ def test_agent_dream_plans_in_imagination(run_dir, tmp_path):
     assert longer["frames"] == 42
 
 
-def test_imagination_policy_prefers_imagine_action(run_dir):
+def test_imagination_policy_follows_the_declared_capability(run_dir):
     calls = []
 
     class ActorAgent:
+        capabilities = Capabilities(imagination="actor")
+
         def imagine_action(self, state, generator=None):
             calls.append(generator)
             return torch.zeros(state.batch_shape[0], 2)
@@ -122,8 +124,8 @@ def test_imagination_policy_prefers_imagine_action(run_dir):
     assert calls == [generator]
     planned = imagination_policy(run.agent, generator)(state)
     assert planned.shape == (3, 2) and planned.abs().max() <= 1.0
-    with pytest.raises(TypeError, match="imagine_action nor planning_objective"):
-        imagination_policy(object(), None)
+    with pytest.raises(TypeError, match="neither an actor nor a planner"):
+        imagination_policy(RandomAgent(None, 2), None)
     random_run = LoadedRun(run.config, RandomAgent(None, 2), run.spec, 0)
     with pytest.raises(ValueError, match="no world model"):
         world_model(random_run)
