@@ -40,8 +40,8 @@ bench: $(if $(VENV_BIN),$(VENV)/.installed)
 	$(VENV_BIN)python benchmarks/planning.py --json bench_planning.json
 
 lint: $(if $(VENV_BIN),$(VENV)/.installed)
-	$(VENV_BIN)ruff check rssm tests benchmarks
-	$(VENV_BIN)ruff format --check rssm tests benchmarks
+	$(VENV_BIN)ruff check rssm tests benchmarks examples
+	$(VENV_BIN)ruff format --check rssm tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
