@@ -64,7 +64,7 @@ def test_readme_command_runs_as_written(line, runs, tmp_path, monkeypatch, capsy
     if args[0] == "train" and "--resume" not in args:
         seen = []
 
-        def stub(config, resume=False):  # composing and checking the config is the test
+        def stub(config, resume=False, older=False):  # composing the config is the test
             seen.append(config)
             run_dir = tmp_path / "stub-run"
             run_dir.mkdir(exist_ok=True)
