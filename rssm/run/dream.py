@@ -26,6 +26,7 @@ from rssm.data import Driver, record_episodes
 from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
 from rssm.envs import EnvSpec, env_spec
 from rssm.models.encoder import denormalize_image
+from rssm.models.scoring import copy_last, step_errors
 from rssm.run.checkpoint import CheckpointError, check_compatible
 from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
 from rssm.run.train import CHECKPOINT_FILE, Config, make_agent, make_envs
@@ -442,9 +443,7 @@ def dream(
         "mse": {} if true is None else _errors(model, pred, true),
         # the same error of repeating the last observed row: a model worse than this has lost
         # what it was tracking, however small its MSE looks
-        "copy_last": {}
-        if true is None
-        else _errors(model, _copy_last(model, batch, context, true), true),
+        "copy_last": {} if true is None else _errors(model, copy_last(batch, context, true), true),
         "reward": {
             "pred": pred["reward"][0].float().tolist(),
             "true": None if true is None else true["reward"][0].float().tolist(),
@@ -493,20 +492,9 @@ def _rollout(
 
 def _errors(model: Any, pred: dict[str, Tensor], true: dict[str, Tensor]) -> dict[str, list]:
     """Per-step MSE [steps] of each decoded key of a [1, steps] prediction (images in [0, 1])."""
-    errors = {}
-    for key in model.decoder.cnn_keys + model.decoder.mlp_keys:
-        scale = 255.0 if key in model.decoder.cnn_shapes else 1.0
-        diff = (pred[key].float() - true[key].float()) / scale
-        errors[key] = diff.square().flatten(2).mean(-1)[0].tolist()
-    return errors
-
-
-def _copy_last(
-    model: Any, batch: dict[str, Tensor], context: int, true: dict[str, Tensor]
-) -> dict[str, Tensor]:
-    """The baseline prediction: every decoded key's last observed row repeated [1, steps]."""
     keys = model.decoder.cnn_keys + model.decoder.mlp_keys
-    return {key: batch[key][:, context - 1 : context].expand_as(true[key]) for key in keys}
+    errors = step_errors({k: pred[k] for k in keys}, true, model.decoder.cnn_shapes)
+    return {key: value[0].tolist() for key, value in errors.items()}
 
 
 def _frames(

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from rssm.files import atomic_write
+from rssm.models import scoring
 from rssm.run.dream import forked_rng, load_run, run_episodes, world_model
 from rssm.run.plot import figure, require_matplotlib, save_figure
 
@@ -53,12 +54,6 @@ def window_starts(lengths: list[int], window: int, stride: int) -> np.ndarray:
         if length >= window
     ]
     return np.concatenate(starts) if starts else np.zeros(0, np.int64)
-
-
-def _step_errors(pred: Tensor, true: Tensor, scale: float) -> Tensor:
-    """Squared error summed over windows [H] of [B, H, ...] tensors, mean over the rest."""
-    diff = (pred.to(torch.float32) - true.to(torch.float32)) / scale
-    return diff.square().flatten(2).mean(-1).sum(0) if diff.dim() > 2 else diff.square().sum(0)
 
 
 class _Sums:
@@ -105,17 +100,12 @@ def open_loop_errors(
         ``reward``; images in [0, 1] units per pixel, vectors and reward as they are.
     """
     offsets = np.arange(context + horizon)
-    image_keys = set(model.decoder.cnn_shapes)
     sums = _Sums()
     for begin in range(0, len(starts), batch_size):
         rows = starts[begin : begin + batch_size, None] + offsets  # [B, W]
         batch = model.preprocess({key: value[rows] for key, value in data.items()})
-        result = model.open_loop(batch, context, sample=False)
-        for key, pred in result.pred.items():
-            scale = 255.0 if key in image_keys else 1.0
-            true = result.true[key]
-            last = batch[key][:, context - 1 : context].expand_as(true)
-            sums.add(key, _step_errors(pred, true, scale), _step_errors(last, true, scale))
+        for key, errors in scoring.open_loop_errors(model, batch, context).items():
+            sums.add(key, errors["model"].sum(0), errors["copy_last"].sum(0))
         sums.count += len(rows)
     return sums.means()
 

@@ -20,6 +20,7 @@ import torch
 from rssm.data import Driver, RandomPolicy, Replay, record_episodes
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
+from rssm.models.scoring import open_loop_errors
 from rssm.run.reporting import duration_text
 
 __all__ = [
@@ -176,17 +177,11 @@ def open_loop_score(
         context, horizon: observed and predicted steps.
         key: the image key to score.
     """
-    was_training = model.training
-    model.eval()
     batch = model.preprocess({k: v[:, : context + horizon] for k, v in data.items()})
-    result = model.open_loop(batch, context, sample=False)
-    model.train(was_training)
-    pred = result.pred[key].float() / 255.0
-    true = result.true[key].float() / 255.0
-    last = batch[key][:, context - 1 : context].float() / 255.0
+    errors = open_loop_errors(model, batch, context)[key]
+    true = batch[key][:, context:].float() / 255.0
     mean_frame = true.mean(dim=(0, 1), keepdim=True)
-    model_err = ((pred - true) ** 2).mean(dim=(0, 2, 3, 4))
-    copy_err = ((last - true) ** 2).mean(dim=(0, 2, 3, 4))
+    model_err, copy_err = errors["model"].mean(0), errors["copy_last"].mean(0)
     score = OpenLoopScore(
         model=float(model_err.mean()),
         copy_last=float(copy_err.mean()),
