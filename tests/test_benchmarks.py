@@ -209,3 +209,14 @@ def test_threads_times_the_demo_alone_and_beside_a_competitor(tmp_path):
     (cell,) = report["cells"]
     assert cell["threads"] == 1 and cell["alone_s"] > 0 and cell["loaded_s"] > 0
     assert json.loads(out.read_text())["steps"] == 60
+
+
+def test_collect_compares_workers_with_the_raw_env(tmp_path):
+    import collect
+
+    out = tmp_path / "collect.json"
+    report = collect.main(["--env", "builtin:pointmass", "--obs", "proprio", "--workers", "1",
+                           "--steps", "40", "--image-size", "16", "--json", str(out)])  # fmt: skip
+    row = report["rows"][0]
+    assert row["raw"] > 0 and row["local"] > 0 and row["workers"][1] > 0
+    assert json.loads(out.read_text())["env"] == "builtin:pointmass"

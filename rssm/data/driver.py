@@ -93,6 +93,7 @@ class Driver:
         self._obs: list[Obs | None] = [None] * len(self.envs)  # None: reset on the next call
         self._resets = [0] * len(self.envs)
         self._actions: list[list[np.ndarray]] = [[] for _ in self.envs]  # of unfinished episodes
+        self._queued: dict[int, Any] = {}  # actions of local envs between send and finish
         self._return = [0.0] * len(self.envs)
         self._length = [0] * len(self.envs)
         self.steps_per_second = 0.0
@@ -257,6 +258,7 @@ class Driver:
             carry, action = policy(carry, batch)
         action = self._check_action(action)
         finished = 0
+        stepping = []
         for i, obs in enumerate(current):
             transition = {**obs, "action": action[i]}
             for fn in self._step_fns:
@@ -270,8 +272,14 @@ class Driver:
                 self._actions[i] = []
                 finished += 1
             else:
-                self._obs[i] = self._env_step(i, action[i])
-                self._actions[i].append(action[i])
+                stepping.append(i)
+        # Every env gets its action before the driver waits for any (envs in worker processes
+        # step at the same time; local envs step one after the other).
+        for i in stepping:
+            self._send_step(i, action[i])
+        for i in stepping:
+            self._obs[i] = self._finish_step(i)
+            self._actions[i].append(action[i])
         self.total_steps += len(self.envs)
         self.total_episodes += finished
         return carry, finished
@@ -309,12 +317,29 @@ class Driver:
         return self._check(i, obs)
 
     def _env_step(self, i: int, action: np.ndarray) -> Obs:
+        self._send_step(i, action)
+        return self._finish_step(i)
+
+    def _send_step(self, i: int, action: np.ndarray) -> None:
         env = self.envs[i]
         if isinstance(env.action_space, gymnasium.spaces.Discrete):
             action = int(action.argmax()) + int(env.action_space.start)
         self._length[i] += 1  # this step's number, also in an error it raises
+        if hasattr(env, "step_async"):  # a worker process: it steps while the others do
+            try:
+                env.step_async(action)
+            except Exception as error:
+                raise self._raised(i, "step", error) from error
+        else:
+            self._queued[i] = action
+
+    def _finish_step(self, i: int) -> Obs:
+        env = self.envs[i]
         try:
-            obs, reward, terminated, truncated, _ = env.step(action)
+            if hasattr(env, "step_wait"):
+                obs, reward, terminated, truncated, _ = env.step_wait()
+            else:
+                obs, reward, terminated, truncated, _ = env.step(self._queued.pop(i))
         except Exception as error:
             raise self._raised(i, "step", error) from error
         obs = _complete(
@@ -329,6 +354,8 @@ class Driver:
     def _raised(self, i: int, call: str, error: Exception) -> EnvError:
         if isinstance(error, EnvError):
             return error
+        if type(error).__name__ == "WorkerError":  # already names the env, call and exception
+            return EnvError(f"{self._where(i)}: {str(error).split(': ', 1)[-1]}")
         return EnvError(f"{self._where(i)}: env.{call} raised {type(error).__name__}: {error}")
 
     def _check(self, i: int, obs: Obs) -> Obs:

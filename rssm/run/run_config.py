@@ -40,6 +40,10 @@ class EnvConfig:
         options: further suite options passed to ``make_env`` (e.g. ``obs: both``).
         nonfinite: a NaN or infinite observation or reward: ``error`` stops the run with a
             message naming the env, key and step; ``warn`` warns once per key and uses 0.
+        parallel: ``none`` steps the ``num_envs`` training envs one after the other in this
+            process; ``process`` runs each in a worker process, stepped at the same time.
+        worker_timeout: seconds a worker may take to answer one call before it is reported as
+            hung and stopped (``parallel: process``).
     """
 
     name: str = "builtin:pointmass"
@@ -49,9 +53,20 @@ class EnvConfig:
     num_envs: int = 1
     options: dict[str, Any] = field(default_factory=dict)
     nonfinite: str = "error"
+    parallel: str = "none"
+    worker_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "action_repeat", "image_size", "num_envs")
+        if isinstance(self.worker_timeout, bool) or not self.worker_timeout > 0:
+            raise ValueError(
+                f"config key 'env.worker_timeout' must be a positive number of seconds, got "
+                f"{self.worker_timeout!r}"
+            )
+        if self.parallel not in ("none", "process"):
+            raise ValueError(
+                f"config key 'env.parallel' must be 'none' or 'process', got {self.parallel!r}"
+            )
         if self.nonfinite not in ("error", "warn"):
             raise ValueError(
                 f"config key 'env.nonfinite' must be 'error' or 'warn', got {self.nonfinite!r}"

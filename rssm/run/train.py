@@ -93,11 +93,16 @@ EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays tra
 # ------------------------------------------------------------------------------------ parts
 
 
-def make_envs(config: Config, count: int, seed: int) -> list[gymnasium.Env]:
-    """``count`` environments of ``config.env``, env ``i`` seeded with ``seed + i``."""
+def make_envs(
+    config: Config, count: int, seed: int, *, parallel: bool = False
+) -> list[gymnasium.Env]:
+    """``count`` environments of ``config.env``, env ``i`` seeded with ``seed + i``; each in a
+    worker process (:class:`~rssm.envs.parallel.ProcessEnv`) when ``parallel`` and
+    ``env.parallel`` is ``process``."""
     env = config.env
-    return [
-        make_env(
+    makers = [
+        functools.partial(
+            make_env,
             env.name,
             seed=seed + i,
             action_repeat=env.action_repeat,
@@ -107,6 +112,11 @@ def make_envs(config: Config, count: int, seed: int) -> list[gymnasium.Env]:
         )
         for i in range(count)
     ]
+    if parallel and env.parallel == "process":
+        from rssm.envs.parallel import ProcessEnv
+
+        return [ProcessEnv(make, env.name, env.worker_timeout) for make in makers]
+    return [make() for make in makers]
 
 
 def make_agent(config: Config, spec: EnvSpec) -> Agent:
@@ -217,7 +227,7 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
         agent=agent,
         replay=Replay(config.replay.capacity, seed=config.seed, directory=run_dir / "replay"),
         driver=Driver(
-            make_envs(config, config.env.num_envs, config.seed),
+            make_envs(config, config.env.num_envs, config.seed, parallel=True),
             seed=config.seed,
             name=config.env.name,
             nonfinite=config.env.nonfinite,
