@@ -79,7 +79,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    from rssm.run.world_model import WorldModelRun
+    from rssm.run.run_config import WorldModelRun
 
     parser = argparse.ArgumentParser(
         prog="rssm", description="World-model reinforcement learning with RSSMs."
@@ -286,7 +286,7 @@ def _config_help(presets: Sequence[str] | None = None) -> str:
     """The train options with the values in force after ``presets`` (``rssm train``'s default
     presets when None) and a one-line description each."""
     from rssm.config import available_presets, help_text, load_presets
-    from rssm.run.train import Config
+    from rssm.run.run_config import Config
 
     names = list(presets or DEFAULT_CONFIGS)
     try:
@@ -316,8 +316,7 @@ def _presets_in(argv: Sequence[str]) -> list[str] | None:
 
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rssm.config import apply_overrides, layers, load_presets
-    from rssm.run.run_config import check_train_schedule, resolve_threads
-    from rssm.run.train import Config, train
+    from rssm.run.run_config import Config, check_train_schedule, resolve_threads
 
     presets = args.configs or DEFAULT_CONFIGS
     config = load_presets(Config, presets)
@@ -338,6 +337,8 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     )
     if args.older and not args.resume:
         raise ValueError("--older picks the checkpoint that --resume continues from; add --resume")
+    from rssm.run.train import train  # torch: only once the arguments are known to be good
+
     run_dir = train(config, resume=args.resume, older=args.older)
     print(_final_returns(run_dir))
     print(f"run directory: {run_dir}")
@@ -493,6 +494,17 @@ def _error_text(error: BaseException) -> str:
     return f"{path!r}: {error.strerror}; check the path"
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that end a command in one line: bad input and what the library raises for
+    it. The library's own classes are looked up only where their modules are loaded (a module
+    not loaded raised nothing), so that an argument error never imports torch."""
+    errors: list[type[BaseException]] = [ValueError, TypeError, ImportError, OSError]
+    for module, name in (("rssm.data.driver", "EnvError"), ("rssm.run.train", "NonFiniteError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rssm`` console script; returns the exit code. Ctrl-C at any moment,
     start-up (imports) included, ends in one line and exit code 130."""
@@ -523,12 +535,11 @@ def _main(argv: Sequence[str] | None) -> int:
         from rssm.run.malloc import keep_freed_memory
 
         keep_freed_memory()
-    from rssm.data import EnvError
-    from rssm.run.train import NonFiniteError
-
     try:
         return commands[args.command](args)
-    except (ValueError, TypeError, ImportError, OSError, NonFiniteError, EnvError) as error:
+    except Exception as error:
+        if not isinstance(error, _user_errors()):
+            raise
         print(f"rssm {args.command}: error: {_error_text(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,11 +23,13 @@ float, as in YAML 1.2, not the string PyYAML makes of it.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import dataclasses
 import difflib
 import functools
+import importlib.util
 import inspect
 import math
 import os
@@ -652,22 +654,40 @@ def _attribute_docs(cls: type) -> dict[str, str]:
     match = re.search(r"rguments of :(?:class|meth):`~?([\w.]+)`", doc)
     if match is None:
         return {}
-    module_name, _, attr = match.group(1).rpartition(".")
-    target: Any = None
-    for split in range(module_name.count(".") + 1, 0, -1):  # a.b.C or a.b.C.method
-        parts = match.group(1).split(".")
+    doc = _source_docstring(match.group(1))
+    return _section_docs(doc, "Args:") if doc is not None else {}
+
+
+def _source_docstring(dotted: str) -> str | None:
+    """The docstring of ``a.b.C`` (a class: its own, else its ``__init__``'s) or ``a.b.C.method``,
+    read from the module's source with :mod:`ast`: nothing is imported (so ``--help`` never
+    imports torch)."""
+    parts = dotted.split(".")
+    for split in range(1, len(parts)):  # packages first: a module's spec never executes it
         try:
-            target = __import__(".".join(parts[:split]), fromlist=["_"])
-        except ImportError:
+            spec = importlib.util.find_spec(".".join(parts[:split]))
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None
+        if spec.submodule_search_locations is not None:  # a package: look further down
             continue
-        for part in parts[split:]:
-            target = getattr(target, part, None)
-        break
-    if target is None:
-        return {}
-    if isinstance(target, type):
-        target = target.__init__ if "Args:" not in (inspect.getdoc(target) or "") else target
-    return _section_docs(inspect.getdoc(target) or "", "Args:")
+        node: Any = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for name in parts[split:]:
+            node = next(
+                (n for n in node.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))
+                 and n.name == name),
+                None,
+            )  # fmt: skip
+            if node is None:
+                return None
+        doc = ast.get_docstring(node) or ""
+        if isinstance(node, ast.ClassDef) and "Args:" not in doc:
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
+                         and n.name == "__init__"), None)  # fmt: skip
+            doc = (ast.get_docstring(init) or "") if init is not None else doc
+        return doc
+    return None
 
 
 def field_docs(cls: type, prefix: str = "") -> dict[str, str]:

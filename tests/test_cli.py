@@ -228,3 +228,27 @@ def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
     assert main(["train", "--configs", "debug"]) == 130
     captured = capsys.readouterr()
     assert captured.err == "rssm train: interrupted\n" and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--configs", "dreamer_v3", "xxs", "--help"],
+        ["world-model", "--help"],
+        ["--help"],
+        ["train", "--run.steps", "many"],
+        ["train", "--no-such-key", "1"],
+    ],
+)
+def test_help_and_argument_errors_do_not_import_torch(args):
+    code = (
+        "import sys\n"
+        "from rssm.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

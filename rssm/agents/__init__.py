@@ -1,28 +1,22 @@
 """Agents: acting (``policy(carry, obs, mode) -> (carry, action)``) and learning
 (``train_step(batch) -> metrics``) composed from the library's parts."""
 
-from rssm.agents.base import Agent, Capabilities, Mode
-from rssm.agents.dreamer import DreamerAgent, DreamerCarry, DreamerConfig
-from rssm.agents.planet import PlanetAgent, PlanetCarry, PlanetConfig, imagined_return
-from rssm.agents.random import RandomAgent
+from rssm._lazy import attach
 
-AGENTS: dict[str, type[Agent]] = {
-    "dreamer": DreamerAgent,
-    "planet": PlanetAgent,
-    "random": RandomAgent,
+_EXPORTS = {
+    "AGENTS": "rssm.agents.registry",
+    "Agent": "rssm.agents.base",
+    "Capabilities": "rssm.agents.base",
+    "Mode": "rssm.agents.base",
+    "DreamerAgent": "rssm.agents.dreamer",
+    "DreamerCarry": "rssm.agents.dreamer",
+    "DreamerConfig": "rssm.agents.configs",
+    "PlanetAgent": "rssm.agents.planet",
+    "PlanetCarry": "rssm.agents.planet",
+    "PlanetConfig": "rssm.agents.configs",
+    "RandomAgent": "rssm.agents.random",
+    "imagined_return": "rssm.agents.planet",
 }
+__getattr__, __dir__ = attach(globals(), _EXPORTS)
 
-__all__ = [
-    "AGENTS",
-    "Agent",
-    "Capabilities",
-    "Mode",
-    "DreamerAgent",
-    "DreamerCarry",
-    "DreamerConfig",
-    "PlanetAgent",
-    "PlanetCarry",
-    "PlanetConfig",
-    "RandomAgent",
-    "imagined_return",
-]
+__all__ = list(_EXPORTS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from rssm.agents.base import Capabilities, Mode
+from rssm.agents.configs import DreamerConfig
 from rssm.agents.optimizer import Optimizer
 from rssm.agents.runtime import (
     Precision,
@@ -34,46 +34,11 @@ from rssm.agents.runtime import (
     check_precision,
     compile_blocks,
 )
-from rssm.behavior.actor_critic import ActorCritic, ActorCriticConfig
+from rssm.behavior.actor_critic import ActorCritic
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
 
 __all__ = ["DreamerAgent", "DreamerCarry", "DreamerConfig"]
-
-
-@dataclass
-class DreamerConfig:
-    """Optimisers, exploration and the actor-critic of :class:`DreamerAgent` (defaults: V3).
-
-    Attributes:
-        actor_critic: see :class:`~rssm.behavior.ActorCriticConfig`.
-        model_lr, model_eps, model_clip: Adam of the world model (clip: global grad norm).
-        actor_lr, actor_eps, actor_clip: Adam of the actor.
-        critic_lr, critic_eps, critic_clip: Adam of the critic.
-        expl_noise: exploring only: std of Gaussian noise added to continuous actions (V1: 0.3),
-            or the probability of a uniformly random one-hot action for discrete ones.
-    """
-
-    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    model_lr: float = 1e-4
-    model_eps: float = 1e-8
-    model_clip: float = 1000.0
-    actor_lr: float = 3e-5
-    actor_eps: float = 1e-5
-    actor_clip: float = 100.0
-    critic_lr: float = 3e-5
-    critic_eps: float = 1e-5
-    critic_clip: float = 100.0
-    expl_noise: float = 0.0
-
-    def __post_init__(self) -> None:
-        positive = ("model_lr", "model_clip", "actor_lr", "actor_clip", "critic_lr", "critic_clip")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DreamerConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("model_eps", "actor_eps", "critic_eps", "expl_noise"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"DreamerConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 class DreamerCarry(NamedTuple):

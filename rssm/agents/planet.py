@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor
 
 from rssm.agents.base import Capabilities, Mode
+from rssm.agents.configs import PlanetConfig
 from rssm.agents.optimizer import Optimizer
 from rssm.agents.runtime import (
     Precision,
@@ -43,50 +43,6 @@ from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
 
 __all__ = ["PlanetAgent", "PlanetCarry", "PlanetConfig", "imagined_return"]
-
-
-@dataclass
-class PlanetConfig:
-    """Planner and optimiser settings of :class:`PlanetAgent` (defaults: PlaNet, REFERENCE.md).
-
-    Free nats, 5-bit images and the model sizes live in the world-model preset (``planet``).
-
-    Attributes:
-        horizon: H, planning horizon in (action-repeated) env steps.
-        candidates: K, action sequences sampled per CEM iteration and environment.
-        elites: top sequences the CEM distribution is refit on.
-        iterations: CEM refits per environment step.
-        init_std: std of the initial CEM distribution (mean 0, or the shifted plan).
-        warm_start: start each plan from the previous plan shifted by one step (paper: off).
-        expl_noise: std of the Gaussian noise added to the action in ``explore`` mode.
-        lr, eps: Adam learning rate and epsilon of the world model.
-        clip: global gradient-norm clip of the world model.
-    """
-
-    horizon: int = 12
-    candidates: int = 1000
-    elites: int = 100
-    iterations: int = 10
-    init_std: float = 1.0
-    warm_start: bool = False
-    expl_noise: float = 0.3
-    lr: float = 1e-3
-    eps: float = 1e-4
-    clip: float = 1000.0
-
-    def __post_init__(self) -> None:
-        for name in ("horizon", "candidates", "elites", "iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PlanetConfig.{name} must be a positive int, got {value!r}")
-        if self.elites > self.candidates:
-            raise ValueError(
-                f"PlanetConfig.elites ({self.elites}) must be <= candidates ({self.candidates})"
-            )
-        for name in ("init_std", "expl_noise", "lr", "eps", "clip"):
-            value = getattr(self, name)
-            if not value >= 0 or (name in ("lr", "clip") and value == 0):
-                raise ValueError(f"PlanetConfig.{name} must be positive, got {value!r}")
 
 
 def imagined_return(model: WorldModel, start: RSSMState, actions: Tensor) -> Tensor:

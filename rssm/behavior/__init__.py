@@ -1,16 +1,25 @@
 """Behaviour: how an agent chooses actions from a learned model (planning, actor-critic)."""
 
-from rssm.behavior.actor_critic import (
-    Actor,
-    ActorConfig,
-    ActorCritic,
-    ActorCriticConfig,
-    ActorCriticLoss,
-    CriticConfig,
-    Imagination,
-)
-from rssm.behavior.planner import CEMResult, cem, cem_with_info, shift_plan
-from rssm.behavior.returns import ReturnNormalizer, discount_weights, ema_update, lambda_return
+from rssm._lazy import attach
+
+_EXPORTS = {
+    "Actor": "rssm.behavior.actor_critic",
+    "ActorConfig": "rssm.behavior.configs",
+    "ActorCritic": "rssm.behavior.actor_critic",
+    "ActorCriticConfig": "rssm.behavior.configs",
+    "ActorCriticLoss": "rssm.behavior.actor_critic",
+    "CriticConfig": "rssm.behavior.configs",
+    "Imagination": "rssm.behavior.actor_critic",
+    "CEMResult": "rssm.behavior.planner",
+    "ReturnNormalizer": "rssm.behavior.returns",
+    "cem": "rssm.behavior.planner",
+    "cem_with_info": "rssm.behavior.planner",
+    "discount_weights": "rssm.behavior.returns",
+    "ema_update": "rssm.behavior.returns",
+    "lambda_return": "rssm.behavior.returns",
+    "shift_plan": "rssm.behavior.planner",
+}
+__getattr__, __dir__ = attach(globals(), _EXPORTS)
 
 __all__ = [
     "Actor",

@@ -1,6 +1,22 @@
 """Data collection and replay: the environment driver and sequence replay."""
 
-from rssm.data.driver import Driver, EnvError, RandomPolicy, record_episodes
-from rssm.data.replay import Replay, format_bytes
+from rssm._lazy import attach
 
-__all__ = ["Driver", "EnvError", "RandomPolicy", "Replay", "format_bytes", "record_episodes"]
+_EXPORTS = {
+    "Driver": "rssm.data.driver",
+    "EnvError": "rssm.data.driver",
+    "RandomPolicy": "rssm.data.driver",
+    "Replay": "rssm.data.replay",
+    "format_bytes": "rssm.data.replay",
+    "record_episodes": "rssm.data.driver",
+}
+__getattr__, __dir__ = attach(globals(), _EXPORTS)
+
+__all__ = [
+    "Driver",
+    "EnvError",
+    "RandomPolicy",
+    "Replay",
+    "format_bytes",
+    "record_episodes",
+]

@@ -1,22 +1,29 @@
 """World models: the RSSM, observation encoder/decoder, the world model and its presets."""
 
-from rssm.models.decoder import MultiDecoder
-from rssm.models.encoder import MultiEncoder, denormalize_image, normalize_image
-from rssm.models.presets import PRESET_SIZES, world_model_config
-from rssm.models.rssm import RSSM, imagine
-from rssm.models.world_model import (
-    DecoderConfig,
-    EncoderConfig,
-    HeadConfig,
-    KLConfig,
-    OpenLoop,
-    OvershootingConfig,
-    RSSMConfig,
-    WorldModel,
-    WorldModelConfig,
-    WorldModelOutput,
-)
-from rssm.types import RSSMState
+from rssm._lazy import attach
+
+_EXPORTS = {
+    "PRESET_SIZES": "rssm.models.presets",
+    "RSSM": "rssm.models.rssm",
+    "DecoderConfig": "rssm.models.configs",
+    "EncoderConfig": "rssm.models.configs",
+    "HeadConfig": "rssm.models.configs",
+    "KLConfig": "rssm.models.configs",
+    "MultiDecoder": "rssm.models.decoder",
+    "MultiEncoder": "rssm.models.encoder",
+    "OpenLoop": "rssm.models.world_model",
+    "OvershootingConfig": "rssm.models.configs",
+    "RSSMConfig": "rssm.models.configs",
+    "RSSMState": "rssm.types",
+    "WorldModel": "rssm.models.world_model",
+    "WorldModelConfig": "rssm.models.configs",
+    "WorldModelOutput": "rssm.models.world_model",
+    "denormalize_image": "rssm.models.encoder",
+    "imagine": "rssm.models.rssm",
+    "normalize_image": "rssm.models.encoder",
+    "world_model_config": "rssm.models.presets",
+}
+__getattr__, __dir__ = attach(globals(), _EXPORTS)
 
 __all__ = [
     "PRESET_SIZES",

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rssm.models.decoder import ImageDist, VectorDist
-from rssm.models.rssm import GRUKind, Initial, KLScheme, Latent
-from rssm.nn.layers import Activation, Init
+from rssm.kinds import Activation, GRUKind, ImageDist, Init, Initial, KLScheme, Latent, VectorDist
 
 __all__ = [
     "DecoderConfig",

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import gymnasium as gym
 import numpy as np
 from torch import Tensor, nn
 
+from rssm.kinds import ImageDist, VectorDist
 from rssm.models.encoder import check_positive, image_size, select_keys
 from rssm.nn.dists import MSE, Distribution, Normal, SymlogMSE
 from rssm.nn.layers import MLP, Activation, ConvDecoder
 
 __all__ = ["MultiDecoder"]
-
-ImageDist = Literal["mse", "normal"]
-VectorDist = Literal["mse", "symlog_mse", "normal"]
 
 
 def _make_dist(kind: str, mean: Tensor, event_dims: int) -> Distribution:

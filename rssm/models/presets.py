@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rssm.models.world_model import (
+from rssm.models.configs import (
     DecoderConfig,
     EncoderConfig,
     HeadConfig,

@@ -15,22 +15,19 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rssm.kinds import GRUKind, Initial, KLScheme, Latent
 from rssm.nn.dists import Normal, OneHotCategorical
 from rssm.nn.layers import MLP, Activation, make_act, make_gru
 from rssm.types import RSSMState
 
 __all__ = ["RSSM", "imagine"]
 
-Latent = Literal["gaussian", "categorical"]
-GRUKind = Literal["gru", "stacked", "layernorm", "block"]
-KLScheme = Literal["free_nats", "balance", "dyn_rep"]
-Initial = Literal["zeros", "learned"]
 Policy = Callable[[RSSMState], Tensor]
 
 # LayerNorm eps of rssm.nn.layers (DreamerV3 uses 1e-3).

@@ -1,38 +1,38 @@
 """Neural-network building blocks: layers, GRU cores, distributions and functional helpers."""
 
-from rssm.nn.dists import (
-    MSE,
-    Bernoulli,
-    Distribution,
-    Normal,
-    OneHotCategorical,
-    SymlogMSE,
-    TanhNormal,
-    TwoHot,
-    kl_divergence,
-)
-from rssm.nn.functional import (
-    symexp,
-    symexp_bins,
-    symlog,
-    twohot_decode,
-    twohot_encode,
-    twohot_indices,
-)
-from rssm.nn.heads import Head, HeadDist
-from rssm.nn.layers import (
-    MLP,
-    BlockGRU,
-    ChannelNorm,
-    ConvDecoder,
-    ConvEncoder,
-    GRUCell,
-    LayerNormGRU,
-    StackedGRU,
-    conv_resolutions,
-    make_act,
-    make_gru,
-)
+from rssm._lazy import attach
+
+_EXPORTS = {
+    "Bernoulli": "rssm.nn.dists",
+    "BlockGRU": "rssm.nn.layers",
+    "ChannelNorm": "rssm.nn.layers",
+    "ConvDecoder": "rssm.nn.layers",
+    "ConvEncoder": "rssm.nn.layers",
+    "Distribution": "rssm.nn.dists",
+    "GRUCell": "rssm.nn.layers",
+    "Head": "rssm.nn.heads",
+    "HeadDist": "rssm.nn.heads",
+    "LayerNormGRU": "rssm.nn.layers",
+    "MLP": "rssm.nn.layers",
+    "MSE": "rssm.nn.dists",
+    "Normal": "rssm.nn.dists",
+    "TanhNormal": "rssm.nn.dists",
+    "OneHotCategorical": "rssm.nn.dists",
+    "StackedGRU": "rssm.nn.layers",
+    "SymlogMSE": "rssm.nn.dists",
+    "TwoHot": "rssm.nn.dists",
+    "conv_resolutions": "rssm.nn.layers",
+    "kl_divergence": "rssm.nn.dists",
+    "make_act": "rssm.nn.layers",
+    "make_gru": "rssm.nn.layers",
+    "symexp": "rssm.nn.functional",
+    "symexp_bins": "rssm.nn.functional",
+    "symlog": "rssm.nn.functional",
+    "twohot_decode": "rssm.nn.functional",
+    "twohot_encode": "rssm.nn.functional",
+    "twohot_indices": "rssm.nn.functional",
+}
+__getattr__, __dir__ = attach(globals(), _EXPORTS)
 
 __all__ = [
     "Bernoulli",

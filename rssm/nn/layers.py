@@ -7,11 +7,12 @@ GRU cores share one interface, ``forward(x [B, I], h [B, D]) -> h' [B, D]`` and 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from rssm.kinds import Activation, GRUKind, Init
 
 __all__ = [
     "MLP",
@@ -29,7 +30,6 @@ __all__ = [
     "make_gru",
 ]
 
-Activation = Literal["silu", "elu", "relu", "gelu", "tanh", "mish", "none"]
 _ACTS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "elu": nn.ELU,
@@ -451,9 +451,6 @@ class BlockGRU(nn.Module):
         return _gru_gates(parts, hb, self.update_bias).reshape(batch, self.hidden_size)
 
 
-GRUKind = Literal["gru", "stacked", "layernorm", "block"]
-
-
 def make_gru(
     kind: GRUKind,
     input_size: int,
@@ -497,7 +494,6 @@ def make_gru(
     )
 
 
-Init = Literal["torch", "fan_avg"]
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
 
 

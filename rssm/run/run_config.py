@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-
-from rssm.agents import DreamerConfig, PlanetConfig
-from rssm.models import WorldModelConfig, world_model_config
+from rssm.agents.configs import DreamerConfig, PlanetConfig
+from rssm.models.configs import WorldModelConfig
+from rssm.models.presets import world_model_config
 
 __all__ = [
     "Config",
@@ -100,9 +99,9 @@ class RunConfig:
         eval_every: evaluate with the ``eval`` policy on a separate env (0: never).
         eval_episodes: episodes per evaluation.
         log_every: write the averaged metrics every this many env steps (and at the end).
-        checkpoint_every: write a checkpoint at the first step after each multiple of this at
-            which every environment has just finished an episode (an exact resume point), or
-            this many env steps later regardless (``exact: False``); also at the end of the run.
+        checkpoint_every: write a checkpoint every this many env steps, inside episodes too
+            (each is an exact resume point: unfinished episodes are rebuilt by replaying their
+            actions); also at the end of the run and on Ctrl-C.
         keep_checkpoints: how many ``checkpoint-<env_step>.pt`` files are kept (the oldest are
             deleted); ``checkpoint.pt`` is always the newest.
         video_every: log an open-loop prediction video from a replay batch (0: never).
@@ -116,10 +115,9 @@ class RunConfig:
             non-finite loss or gradient (each skip is counted in ``train/nonfinite`` and warned
             about); the last checkpoint is kept as it was.
         max_minutes: a wall-clock budget for this invocation (a resumed run starts a new one):
-            once spent, the run stops at the next step at which every environment has just
-            finished an episode (or ``checkpoint_every`` env steps later), evaluates the policy
-            there (when ``eval_every`` is set) and writes its checkpoint; ``--resume`` goes on
-            from there. ``None``: no limit.
+            once spent, the run stops at the next step, evaluates the policy there (when
+            ``eval_every`` is set) and writes its checkpoint; ``--resume`` goes on from there.
+            ``None``: no limit.
         tensorboard: also write TensorBoard events (when installed).
         threads: torch CPU threads of the run (``torch.set_num_threads``); None: 1 for a run
             on the CPU, whose models here are small enough that a second thread gains little
@@ -201,6 +199,8 @@ class Config:
 def torch_threads(run: RunConfig) -> Iterator[int]:
     """Runs the block with the run's torch thread count (:func:`resolve_threads`) and restores
     the caller's setting afterwards; yields the count."""
+    import torch  # configs import no torch: the command line's --help stays fast
+
     previous = torch.get_num_threads()
     count = resolve_threads(run)
     torch.set_num_threads(count)
@@ -215,7 +215,11 @@ def resolve_threads(run: RunConfig) -> int:
     current setting on an accelerator."""
     if run.threads is not None:
         return run.threads
-    return 1 if run.device == "cpu" else torch.get_num_threads()
+    if run.device == "cpu":
+        return 1
+    import torch
+
+    return torch.get_num_threads()
 
 
 def check_train_schedule(config: Config, layers: list[tuple[str, dict[str, Any]]]) -> None:
@@ -256,3 +260,43 @@ def _check_non_negative(section: Any, name: str) -> None:
         raise ValueError(
             f"{type(section).__name__}.{name} must be an int >= 0 (0 = never), got {value!r}"
         )
+
+
+@dataclass
+class WorldModelRun:
+    """Settings of a world-model training run (``rssm train``).
+
+    Attributes:
+        env: environment name for :func:`rssm.envs.make_env`.
+        env_options: extra keyword arguments of ``make_env`` (e.g. ``image_size``).
+        preset: world-model preset (``planet``, ``dreamer_v1``, ``dreamer_v2``, ``dreamer_v3``) or
+            ``tiny-gaussian`` / ``tiny-categorical`` (small models that train in minutes on a CPU).
+        size: preset size (e.g. ``xs``, ``s`` for ``dreamer_v3``); None for the preset default.
+        seed: seeds the model, the data collection and the batch sampling.
+        train_episodes, eval_episodes: random-policy episodes for training and for held-out scoring
+            (the held-out ones use other env seeds).
+        updates: gradient steps.
+        batch_size, length: batch shape [B, T] of each update.
+        lr, eps, clip: Adam learning rate and epsilon, global gradient-norm clip.
+        context, horizon: open-loop scoring observes ``context`` steps and predicts ``horizon``.
+        eval_every: score on the held-out data every this many updates (and at the end).
+        device: torch device.
+    """
+
+    env: str = "builtin:pointmass"
+    env_options: dict[str, Any] = field(default_factory=lambda: {"image_size": 16})
+    preset: str = "tiny-categorical"
+    size: str | None = None
+    seed: int = 0
+    train_episodes: int = 300
+    eval_episodes: int = 10
+    updates: int = 2500
+    batch_size: int = 16
+    length: int = 16
+    lr: float = 2e-3
+    eps: float = 1e-6
+    clip: float = 100.0
+    context: int = 5
+    horizon: int = 10
+    eval_every: int = 500
+    device: str = "cpu"

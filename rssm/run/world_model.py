@@ -11,7 +11,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
 from rssm.models.scoring import open_loop_errors
 from rssm.run.reporting import duration_text
+from rssm.run.run_config import WorldModelRun
 
 __all__ = [
     "OpenLoopScore",
@@ -31,46 +31,6 @@ __all__ = [
     "tiny_config",
     "train_world_model",
 ]
-
-
-@dataclass
-class WorldModelRun:
-    """Settings of a world-model training run (``rssm train``).
-
-    Attributes:
-        env: environment name for :func:`rssm.envs.make_env`.
-        env_options: extra keyword arguments of ``make_env`` (e.g. ``image_size``).
-        preset: world-model preset (``planet``, ``dreamer_v1``, ``dreamer_v2``, ``dreamer_v3``) or
-            ``tiny-gaussian`` / ``tiny-categorical`` (small models that train in minutes on a CPU).
-        size: preset size (e.g. ``xs``, ``s`` for ``dreamer_v3``); None for the preset default.
-        seed: seeds the model, the data collection and the batch sampling.
-        train_episodes, eval_episodes: random-policy episodes for training and for held-out scoring
-            (the held-out ones use other env seeds).
-        updates: gradient steps.
-        batch_size, length: batch shape [B, T] of each update.
-        lr, eps, clip: Adam learning rate and epsilon, global gradient-norm clip.
-        context, horizon: open-loop scoring observes ``context`` steps and predicts ``horizon``.
-        eval_every: score on the held-out data every this many updates (and at the end).
-        device: torch device.
-    """
-
-    env: str = "builtin:pointmass"
-    env_options: dict[str, Any] = field(default_factory=lambda: {"image_size": 16})
-    preset: str = "tiny-categorical"
-    size: str | None = None
-    seed: int = 0
-    train_episodes: int = 300
-    eval_episodes: int = 10
-    updates: int = 2500
-    batch_size: int = 16
-    length: int = 16
-    lr: float = 2e-3
-    eps: float = 1e-6
-    clip: float = 100.0
-    context: int = 5
-    horizon: int = 10
-    eval_every: int = 500
-    device: str = "cpu"
 
 
 def tiny_config(latent: str) -> WorldModelConfig:
