@@ -728,3 +728,15 @@ def test_checkpoint_api_errors(trained, tmp_path):
     saved = {"model": {"w": torch.zeros(3, 4)}}
     with pytest.raises(IncompatibleCheckpointError, match=r"model\.w \[3, 4\] vs \[3, 5\]"):
         check_compatible(saved, {"model": {"w": torch.zeros(3, 5)}}, path=path)
+
+
+def test_a_replay_larger_than_ram_is_one_line_before_the_run_directory_exists(
+    capsys, tmp_path, monkeypatch
+):
+    from rssm.data import replay as replay_module
+
+    monkeypatch.setattr(replay_module, "_physical_memory", lambda: 64 * 2**20)  # 64 MiB
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, *PLANET, "--logdir", "run", "--replay.capacity", "1000000")
+    assert_error(code, err, "train", "replay.capacity=1000000 needs about", "lower replay.capacity")
+    assert not (tmp_path / "run").exists(), "nothing written: a rerun is not blocked"

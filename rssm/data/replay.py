@@ -177,6 +177,24 @@ class Replay:
         layout = cls._layout_from_spec(obs_space_or_shapes, action_dim)
         return int(capacity) * (_step_bytes(layout) + _META_BYTES)
 
+    @classmethod
+    def check_fits(cls, obs_space_or_shapes: Any, action_dim: int, capacity: int) -> int:
+        """Raises a ValueError naming ``replay.capacity`` when a replay of ``capacity`` steps
+        would need more bytes than this machine's RAM (checked before anything is allocated or
+        written); returns the estimate."""
+        need = cls.estimate_bytes(obs_space_or_shapes, action_dim, capacity)
+        physical = _physical_memory()
+        if physical is not None and need > physical:
+            step = max(1, need // max(1, int(capacity)))
+            fits = int(0.5 * physical) // step
+            raise ValueError(
+                f"replay.capacity={capacity} needs about {format_bytes(need)} of memory "
+                f"({format_bytes(step)} per step), more than this machine's "
+                f"{format_bytes(physical)} of RAM; lower replay.capacity (e.g. to {fits}, half "
+                "the RAM)"
+            )
+        return need
+
     @staticmethod
     def _layout_from_spec(spec: Any, action_dim: int) -> Layout:
         spaces = getattr(spec, "spaces", spec)

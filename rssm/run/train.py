@@ -218,6 +218,7 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
     """Agent, replay, drivers and schedules; restored from the checkpoint when resuming."""
     spec = env_spec(make_envs(config, 1, config.seed)[0])
     agent = make_agent(config, spec)  # fails before the run directory is touched
+    Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity)  # so does this
     state = _start(config, run_dir, resume, older)
     torch.manual_seed(config.seed)
     eval_seed = config.seed + EVAL_SEED
