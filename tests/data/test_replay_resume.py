@@ -42,6 +42,16 @@ def assert_same(a, b, draws=4):
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)
 
 
+def assert_same_state(a, b):
+    """Same samples, and slot by slot the same data and stream bookkeeping."""
+    assert_same(a, b)
+    full, restored = a.state_dict(), b.state_dict()
+    for key in ("stream", "position", "next"):
+        np.testing.assert_array_equal(full[key], restored[key], err_msg=key)
+    for key in full["data"]:
+        np.testing.assert_array_equal(full["data"][key], restored["data"][key], err_msg=key)
+
+
 @pytest.mark.parametrize("capacity", [500, 50, 37])  # no eviction, wrapped, wrapped mid-episode
 def test_rebuilt_replay_samples_and_continues_like_the_original(tmp_path, capacity):
     replay = Replay(capacity, seed=3, directory=tmp_path)
@@ -52,12 +62,7 @@ def test_rebuilt_replay_samples_and_continues_like_the_original(tmp_path, capaci
     rebuilt = Replay(capacity, seed=99, directory=tmp_path)
     rebuilt.load_state_dict(state)
     assert rebuilt.persisted
-    assert_same(replay, rebuilt)
-    full, restored = replay.state_dict(), rebuilt.state_dict()
-    for key in ("stream", "position", "next"):
-        np.testing.assert_array_equal(full[key], restored[key], err_msg=key)
-    for key in full["data"]:
-        np.testing.assert_array_equal(full["data"][key], restored["data"][key], err_msg=key)
+    assert_same_state(replay, rebuilt)
     lockstep(replay, [4, 6, 3], 12, start=end)  # new steps go into the same streams
     lockstep(rebuilt, [4, 6, 3], 12, start=end)
     assert_same(replay, rebuilt)
@@ -91,12 +96,7 @@ def test_unfinished_episodes_travel_in_the_state_and_are_written_when_they_end(t
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     rebuilt = Replay(capacity, seed=99, directory=tmp_path / "b")
     rebuilt.load_state_dict(state)
-    assert_same(replay, rebuilt)
-    full, restored = replay.state_dict(), rebuilt.state_dict()
-    for key in ("stream", "position", "next"):
-        np.testing.assert_array_equal(full[key], restored[key], err_msg=key)
-    for key in full["data"]:
-        np.testing.assert_array_equal(full["data"][key], restored["data"][key], err_msg=key)
+    assert_same_state(replay, rebuilt)
     lockstep(replay, [4, 6, 5], 30, start=end)  # the unfinished episodes end and are written
     lockstep(rebuilt, [4, 6, 5], 30, start=end)
     assert_same(replay, rebuilt)
