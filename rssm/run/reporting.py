@@ -135,13 +135,16 @@ class Reporter:
         self.clock = (now, step) if elapsed > 0 else self.clock
         replayed = counters.updates * config.replay.batch_size * config.replay.length
         self.logger.scalars(self.parts.stats.flush())
+        ratios = {  # an offline run collects nothing: no ratio to collection
+            "train/grad_steps_per_env_step": counters.updates / max(step, 1),
+            "train/replay_ratio": replayed / max(counters.agent_steps, 1),
+            "episode/count": counters.episodes,
+        }
         self.logger.scalars(
             {
                 "train/updates": counters.updates,
                 "train/nonfinite": counters.nonfinite,
-                "train/grad_steps_per_env_step": counters.updates / max(step, 1),
-                "train/replay_ratio": replayed / max(counters.agent_steps, 1),
-                "episode/count": counters.episodes,
+                **({} if counters.offline else ratios),
                 **({"perf/fps": fps} if fps is not None else {}),  # none before any step
                 "replay/steps": len(self.parts.replay),
             }
@@ -151,10 +154,11 @@ class Reporter:
         if self.bar.disable:  # no terminal (e.g. a log file): a plain line per log row
             total = config.run.steps
             eta = f", ETA {duration_text((total - step) / fps)}" if fps else ""
-            rate = f"{fps:.0f} env steps/s" if fps else "- env steps/s"
+            unit = "updates" if counters.offline else "env steps"
+            rate = f"{fps:.0f} {unit}/s" if fps else f"- {unit}/s"
+            episode = "" if counters.offline else f", last episode return {last:.1f}"
             print(
-                f"step {step}/{total}: {rate}{eta}, last episode return {last:.1f}, "
-                f"{counters.updates} updates",
+                f"step {step}/{total}: {rate}{eta}{episode}, {counters.updates} updates",
                 file=sys.stderr,
                 flush=True,
             )

@@ -74,11 +74,21 @@ class EnvConfig:
 
 @dataclass
 class ReplayConfig:
-    """Replay capacity (agent steps) and the batch shape ``[batch_size, length]`` of an update."""
+    """Replay capacity (agent steps) and the batch shape ``[batch_size, length]`` of an update.
+
+    Attributes:
+        capacity: steps held (the oldest are evicted beyond it).
+        batch_size: sequences per update (B).
+        length: steps per sequence (T).
+        directory: a folder of episode files to train from with ``run.offline`` (a previous
+            run's ``replay/``, or episodes written in the layout of docs/conventions.md); it is
+            only read. None: the run's own ``replay/``.
+    """
 
     capacity: int = 1_000_000
     batch_size: int = 50
     length: int = 50
+    directory: str | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "capacity", "batch_size", "length")
@@ -89,7 +99,11 @@ class RunConfig:
     """Schedules of the loop; every step count is in env steps (agent steps x action repeat).
 
     Attributes:
-        steps: train until this many env steps have been collected (seed episodes included).
+        steps: train until this many env steps have been collected (seed episodes included);
+            with ``offline``, this many updates.
+        offline: train from the episode files in ``replay.directory`` without stepping an
+            environment (evaluation, when ``eval_every`` is set, still uses one); every step
+            count (``steps``, ``*_every``, the logged ``step``) then counts updates.
         seed_episodes: episodes collected with the uniform random policy before training.
         train_every: every this many env steps, run ``train_steps`` updates (PlaNet: one episode).
         train_steps: updates per ``train_every``.
@@ -126,6 +140,7 @@ class RunConfig:
     """
 
     steps: int = 100_000
+    offline: bool = False
     seed_episodes: int = 5
     train_every: int = 1000
     train_steps: int = 100

@@ -154,10 +154,16 @@ class _Counters:
     action_repeat: int = 1
     nonfinite: int = 0  # updates with a skipped (non-finite) optimiser step
     nonfinite_streak: int = 0  # ... of them in a row
+    offline: int = 0  # 1: an offline run, whose steps count updates
 
     @property
     def env_steps(self) -> int:
-        return self.agent_steps * self.action_repeat
+        """The step of the run's schedules and logs: env steps, or updates when offline."""
+        return self.updates if self.offline else self.agent_steps * self.action_repeat
+
+    @property
+    def started(self) -> bool:
+        return bool(self.updates if self.offline else self.agent_steps)
 
     def on_step(self, transition: dict[str, Any], worker: int) -> None:
         """Driver callback: one agent step, possibly the last of an episode."""
@@ -222,11 +228,18 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
     state = _start(config, run_dir, resume, older)
     torch.manual_seed(config.seed)
     eval_seed = config.seed + EVAL_SEED
+    offline = config.run.offline
+    if config.replay.directory is not None and not offline:
+        raise ValueError(
+            "replay.directory is the folder an offline run trains from; add --run.offline true, "
+            "or drop it (a run that collects writes its episodes into <logdir>/replay)"
+        )
+    replay_dir = _offline_source(config) if offline else run_dir / "replay"
     parts = _Parts(
         config=config,
         spec=spec,
         agent=agent,
-        replay=Replay(config.replay.capacity, seed=config.seed, directory=run_dir / "replay"),
+        replay=Replay(config.replay.capacity, seed=config.seed, directory=replay_dir),
         driver=Driver(
             make_envs(config, config.env.num_envs, config.seed, parallel=True),
             seed=config.seed,
@@ -240,16 +253,25 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
             nonfinite=config.env.nonfinite,
         ),  # fmt: skip
         eval_episodes=[],
-        counters=_Counters(action_repeat=config.env.action_repeat),
+        counters=_Counters(action_repeat=config.env.action_repeat, offline=int(offline)),
         schedules=_Schedules.create(config),
         stats=Stats(),
     )
     if state is not None:
         restore_run_state(*state, parts)
         discard_after(
-            run_dir, parts.counters.env_steps, state[1]["replay_episode_ids"], run_dir / "replay"
-        )
+            run_dir, parts.counters.env_steps, state[1]["replay_episode_ids"],
+            None if offline else replay_dir,
+        )  # fmt: skip
         config_lib.save(config, run_dir / CONFIG_FILE)  # resumable keys may have changed
+    elif offline:
+        spaces = spec.obs_space.spaces
+        if not parts.replay.load(shapes={key: space.shape for key, space in spaces.items()}):
+            raise ValueError(
+                f"run.offline: no episode files to train from in {str(replay_dir)!r}; point "
+                "replay.directory at a run's replay/ folder or at episodes in the documented "
+                "layout (docs/conventions.md)"
+            )
     elif isinstance(parts.schedules.train, Ratio):
         parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates too
     parts.driver.on_step(parts.replay.add)
@@ -412,23 +434,24 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
     run_dir = Path(config.logdir)
     parts = _build(config, run_dir, resume, older)
     counters, driver = parts.counters, parts.driver
-    if counters.agent_steps and counters.env_steps >= config.run.steps:
+    if counters.started and counters.env_steps >= config.run.steps:
         driver.close()
         parts.eval_driver.close()
         return run_dir  # a resumed run that is already done: nothing to add
-    purge = counters.env_steps + 1 if counters.agent_steps else None  # a resumed run
+    purge = counters.env_steps + 1 if counters.started else None  # a resumed run
     logger = Logger(run_dir, tensorboard=config.run.tensorboard, purge_step=purge)
     bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
     try:
         with _deferred_interrupt() as interrupted:
-            if counters.agent_steps == 0 and config.run.seed_episodes:
+            if not counters.started and config.run.seed_episodes and not config.run.offline:
                 spec = parts.spec
                 parts.stats.random = True
                 driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
                        episodes=config.run.seed_episodes)  # fmt: skip
                 parts.stats.random = False
                 driver.reset()  # with several envs, the agent starts every env at an episode start
-            _loop(parts, run_dir, Reporter(parts, logger, bar), interrupted)
+            loop = _offline_loop if config.run.offline else _loop
+            loop(parts, run_dir, Reporter(parts, logger, bar), interrupted)
     except KeyboardInterrupt as stop:  # at a safe point unless Ctrl-C came twice
         _checkpoint(run_dir, parts, exact=isinstance(stop, _SafeStop) and _exact(parts))
         raise
@@ -515,6 +538,46 @@ def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[
         if parts.schedules.checkpoint(counters.env_steps):
             _checkpoint(run_dir, parts, _exact(parts))
         parts.carry = driver(explore, steps=1, carry=parts.carry)
+
+
+def _offline_loop(
+    parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[[], bool]
+) -> None:
+    """An offline run: one update per step on the loaded episodes, then report and checkpoint
+    on the schedules (whose steps count updates), until ``run.steps`` updates."""
+    config, counters = parts.config, parts.counters
+    batch_size, length = config.replay.batch_size, config.replay.length
+    budget = _Budget(config.run.max_minutes)
+    while True:
+        if interrupted():
+            raise _SafeStop
+        done = counters.updates >= config.run.steps
+        spent = not done and budget.spent()
+        report(final=done or spent, evaluate=spent)
+        if done or spent:
+            return
+        if counters.updates and parts.schedules.checkpoint(counters.env_steps):
+            _checkpoint(run_dir, parts, _exact(parts))
+        metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))
+        parts.stats.add("train/", metrics)
+        counters.updates += 1
+        _check_finite(metrics, counters, config.run.max_nonfinite)
+
+
+def _offline_source(config: Config) -> Path:
+    """The folder an offline run trains from, checked to exist."""
+    if config.replay.directory is None:
+        raise ValueError(
+            "run.offline needs replay.directory: the folder of episode files to train from "
+            "(e.g. another run's replay/)"
+        )
+    source = Path(config.replay.directory)
+    if not source.is_dir():
+        raise ValueError(
+            f"replay.directory {str(source)!r} is not a folder; point it at a run's replay/ "
+            "folder or at episode files in the documented layout"
+        )
+    return source
 
 
 class _Budget:

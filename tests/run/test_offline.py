@@ -1,0 +1,90 @@
+"""Offline training (run.offline): an agent trained from stored episode files, without stepping an
+environment; steps count updates; the episodes are only read; it resumes exactly."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rssm.config import load_presets, merge
+from rssm.data.episodes import list_episodes
+from rssm.run.checkpoint import load_checkpoint
+from rssm.run.logger import read_metrics
+from rssm.run.train import Config, train
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    """The replay/ folder of a short PlaNet run on the built-in env (3 episodes)."""
+    root = tmp_path_factory.mktemp("source")
+    config = merge(load_presets(Config, ["planet", "debug"]), {"logdir": str(root / "run")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(config)
+    return root / "run" / "replay"
+
+
+def offline(tmp_path, name, source, algo="dreamer_v3", **run):
+    settings = {"offline": True, "steps": 30, "log_every": 10, "checkpoint_every": 10,
+                "eval_every": 0, "video_every": 0, "tensorboard": False, **run}  # fmt: skip
+    changes = {"logdir": str(tmp_path / name), "replay": {"directory": str(source)},
+               "run": settings}  # fmt: skip
+    return merge(load_presets(Config, [algo, "debug"]), changes)
+
+
+def quiet(config, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(config, **kwargs)
+
+
+def test_offline_training_counts_updates_and_only_reads_the_episodes(tmp_path, episodes):
+    before = {p.name: p.read_bytes() for p in episodes.iterdir()}
+    run_dir = quiet(offline(tmp_path, "off", episodes, eval_every=30))
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows if "train/updates" in r] == [10, 20, 30]
+    assert rows[-1]["train/updates"] == 30 and rows[-1]["eval/return"] is not None
+    assert "train/replay_ratio" not in rows[-1] and "episode/return" not in rows[-1]
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["counters"]["updates"] == 30 and state["counters"]["agent_steps"] == 0
+    assert state["exact"]
+    assert {p.name: p.read_bytes() for p in episodes.iterdir()} == before
+    assert not (run_dir / "replay").exists(), "an offline run writes no episodes"
+
+
+def test_an_offline_run_resumes_exactly(tmp_path, episodes):
+    files = sorted(p.name for p in episodes.iterdir())
+    whole = quiet(offline(tmp_path, "whole", episodes))
+    quiet(offline(tmp_path, "part", episodes, steps=20))
+    part = quiet(offline(tmp_path, "part", episodes), resume=True)
+    a, b = (load_checkpoint(d / "checkpoint.pt") for d in (whole, part))
+    assert a["counters"] == b["counters"]
+    for key, value in a["agent"]["model"].items():
+        assert torch.equal(value, b["agent"]["model"][key]), key
+    keys = [k for k in read_metrics(whole)[-1] if k.startswith("train/") and "grad" not in k]
+    for x, y in zip(read_metrics(whole), read_metrics(part), strict=True):
+        assert x["step"] == y["step"]
+        for key in keys:
+            if key in x:
+                np.testing.assert_allclose(x[key], y[key], rtol=1e-6, err_msg=key)
+    assert sorted(p.name for p in episodes.iterdir()) == files, "the resume deleted none"
+    assert len(list_episodes(episodes)[0]) == 3
+
+
+def test_offline_bad_input(tmp_path, episodes):
+    with pytest.raises(ValueError, match="run.offline needs replay.directory"):
+        train(merge(offline(tmp_path, "a", episodes), {"replay": {"directory": None}}))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no episode files to train from"):
+        train(offline(tmp_path, "b", tmp_path / "empty"))
+    with pytest.raises(ValueError, match="is not a folder"):
+        train(offline(tmp_path, "c", tmp_path / "missing"))
+    online = merge(offline(tmp_path, "d", episodes), {"run": {"offline": False}})
+    with pytest.raises(ValueError, match="replay.directory is the folder an offline run"):
+        train(online)
+    other = merge(offline(tmp_path, "e", episodes), {"env": {"image_size": 32}})
+    with pytest.raises(ValueError, match="key 'image' has shape"):
+        train(other)
