@@ -498,7 +498,9 @@ def load_presets(
             )
         file = directory / f"{name}.yaml"
         try:
-            config = merge(config, _read_yaml(file))
+            data = dict(_read_yaml(file))
+            config = merge(config, expand_patterns(cls, data.pop(PATTERNS, None) or {}))
+            config = merge(config, data)
         except ValueError as error:
             raise ValueError(f"preset {name!r} ({file}): {error}") from None
         except yaml.YAMLError as error:  # its text spans lines: keep the problem and the place
@@ -509,6 +511,43 @@ def load_presets(
                 f"preset {name!r} ({file}) is not valid YAML{where}: {problem}; fix the file"
             ) from None
     return config
+
+
+PATTERNS = "patterns"  # a preset's top-level mapping of regex -> value (see expand_patterns)
+
+
+def expand_patterns(cls: type, patterns: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested mapping that sets every leaf key of ``cls`` (dotted, e.g.
+    ``world_model.rssm.units``) that one of the ``patterns`` matches in full (``re.fullmatch``)
+    to its value; a later pattern wins where several match. A preset states them under
+    ``patterns:`` (applied before its explicit keys, which win over them), e.g. a size preset:
+    ``'.*\\.(units|mlp_units)': 640``.
+
+    Raises:
+        ValueError: a pattern that is not a valid regex or matches no key.
+    """
+    if not isinstance(patterns, Mapping):
+        raise ValueError(f"'{PATTERNS}' must map regexes to values, got {type(patterns).__name__}")
+    keys = [key for key, _, _ in _leaves(cls, cls(), "")]
+    out: dict[str, Any] = {}
+    for pattern, value in patterns.items():
+        try:
+            regex = re.compile(str(pattern))
+        except re.error as error:
+            raise ValueError(f"pattern {pattern!r} is not a valid regex ({error})") from None
+        matched = [key for key in keys if regex.fullmatch(key)]
+        if not matched:
+            raise ValueError(
+                f"pattern {pattern!r} matches no config key; keys look like "
+                "'world_model.rssm.units' (matched in full)"
+            )
+        for key in matched:
+            node = out
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = copy.deepcopy(value)
+    return out
 
 
 def _dotted(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -532,7 +571,9 @@ def layers(
     out: list[tuple[str, dict[str, Any]]] = []
     for name in names:
         file = Path(directory) / f"{name}.yaml"
-        out.append((f"preset {name!r}", dict(_dotted(_read_yaml(file)))))
+        data = dict(_read_yaml(file))
+        data.pop(PATTERNS, None)  # regexes of model sizes: never the keys a check names
+        out.append((f"preset {name!r}", dict(_dotted(data))))
     for key, value in _split_tokens(overrides):
         text = value.strip().lower() if isinstance(value, str) else value
         out.append((f"--{key}", {key: None if text in ("null", "none", "~") else value}))

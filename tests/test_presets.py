@@ -3,6 +3,10 @@ Python world-model presets and the papers' parameter counts."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -114,3 +118,52 @@ def test_cpu_is_small_after_any_algorithm(algorithm):
     config = config_lib.load_presets(Config, [algorithm, "cpu"])
     assert config.run.train_ratio is None and config.env.name == "builtin:pointmass"
     assert build_on_meta(config, None) < 3_000_000  # (64x64 images here; the preset uses 32)
+
+
+# Every algorithm alone, with each suite/speed preset, and DreamerV3 with each size (alone and
+# after dmc_proprio): what they resolve to is pinned, so that rewriting a preset (e.g. as a diff
+# with pattern keys) changes nothing by accident.
+GOLDEN = Path(__file__).parent / "golden" / "resolved_presets.json"
+_ALGOS = ["planet", "dreamer_v1", "dreamer_v2", "dreamer_v3"]
+_SIZES = ["xxs", "xs", "s", "m", "l", "xl", "size1m", "size12m", "size25m", "size50m",
+          "size100m", "size200m", "size400m"]  # fmt: skip
+COMBOS = (
+    [[a] for a in _ALGOS]
+    + [[a, extra] for extra in ("cpu", "debug", "dmc_proprio", "dmc_vision", "atari")
+       for a in _ALGOS]
+    + [["dreamer_v3", s] for s in _SIZES]
+    + [["dreamer_v3", "dmc_proprio", s] for s in _SIZES]
+)  # fmt: skip
+
+
+def _resolved(names: list[str]) -> dict:
+    """The keys a preset stack sets away from the defaults, as plain JSON values."""
+    changed = config_lib.diff(Config(), config_lib.load_presets(Config, names))
+    return json.loads(json.dumps({k: b for k, (_, b) in changed.items()}, default=str))
+
+
+def test_presets_resolve_to_the_pinned_configs():
+    if os.environ.get("RSSM_REGENERATE_GOLDEN"):  # after a deliberate change of a preset
+        golden = {"+".join(names): _resolved(names) for names in COMBOS}
+        GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert sorted(golden) == sorted("+".join(names) for names in COMBOS)
+    for names in COMBOS:
+        want, got = golden["+".join(names)], _resolved(names)
+        changed = {k: (want.get(k), got.get(k)) for k in want.keys() | got.keys()
+                   if want.get(k) != got.get(k)}  # fmt: skip
+        assert not changed, f"{'+'.join(names)} resolves differently: {changed}"
+
+
+def test_pattern_keys_set_every_match_and_explicit_keys_win(tmp_path):
+    (tmp_path / "wide.yaml").write_text(
+        "patterns:\n  '.*\\.(units|mlp_units)': 96\nworld_model:\n  rssm: {units: 32}\n"
+    )
+    v3 = config_lib.load_presets(Config, ["dreamer_v3"])
+    config = config_lib.load_presets(Config, ["wide"], directory=tmp_path, base=v3)
+    assert config.world_model.encoder.mlp_units == 96
+    assert config.dreamer.actor_critic.critic.units == 96
+    assert config.world_model.rssm.units == 32, "the explicit key wins over the pattern"
+    (tmp_path / "bad.yaml").write_text("patterns:\n  'world_model\\.nothing': 1\n")
+    with pytest.raises(ValueError, match=r"preset 'bad'.*matches no config key"):
+        config_lib.load_presets(Config, ["bad"], directory=tmp_path)
