@@ -1,36 +1,13 @@
-"""Typed configuration: dataclasses are the single source of truth (DESIGN.md §5).
-
-A config is a (nested) dataclass. Plain data (YAML, JSON, CLI text) becomes a config only through
-:func:`from_dict`, :func:`merge`, :func:`apply_overrides` or :func:`load_presets`, which check every
-value against the field's type and name the dotted key of any mistake. Every function returns a
-new instance and leaves its inputs untouched; nothing here mutates a config.
-
-Supported field types: ``bool`` (only ``true``/``false``, never ints), ``int`` (never bools or
-floats), ``float`` (ints are converted), ``str``, ``pathlib.Path`` (from ``str``), ``Literal[...]``,
-unions such as ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``dict[K, V]``,
-``Any`` and nested dataclasses. Annotations may be postponed (``from __future__ import
-annotations``); config dataclasses must then be defined at module level so that their annotations
-resolve.
-
-Merging: a mapping applied to a nested dataclass or to a ``dict`` field updates it key by key;
-every other value replaces the old one. Presets are one YAML file per preset,
-``<directory>/<name>.yaml``, each holding one fragment (a partial mapping); they are applied in
-order on top of the defaults, so a later preset wins.
-
-YAML is read with ``yaml.safe_load`` rules plus one fix: ``1e-4`` (an exponent without a dot) is a
-float, as in YAML 1.2, not the string PyYAML makes of it.
-"""
+"""The typed config core: checking plain data against dataclass fields, merging, overrides,
+saving and loading, flattening and diffing (see :mod:`rssm.config`)."""
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import dataclasses
 import difflib
 import functools
-import importlib.util
-import inspect
 import math
 import os
 import re
@@ -47,14 +24,10 @@ from rssm.files import atomic_write
 __all__ = [
     "PRESETS_DIR",
     "apply_overrides",
-    "available_presets",
-    "describe",
     "diff",
     "flatten",
     "from_dict",
-    "help_text",
     "load",
-    "load_presets",
     "merge",
     "save",
     "to_dict",
@@ -62,7 +35,7 @@ __all__ = [
 ]
 
 C = TypeVar("C")
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 _UNIONS = (Union, types.UnionType)
 _MISSING = dataclasses.MISSING
 
@@ -451,12 +424,6 @@ def apply_overrides(instance: C, overrides: Sequence[str] | Mapping[str, Any]) -
     return result
 
 
-def available_presets(directory: str | os.PathLike[str] = PRESETS_DIR) -> list[str]:
-    """Sorted names of the presets in ``directory`` (files ``<name>.yaml``)."""
-    directory = Path(directory)
-    return sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
-
-
 def _read_yaml(path: Path) -> Mapping[str, Any]:
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     if data is None:
@@ -464,120 +431,6 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
-
-
-def load_presets(
-    cls: type[C],
-    names: Sequence[str],
-    *,
-    directory: str | os.PathLike[str] = PRESETS_DIR,
-    base: C | None = None,
-) -> C:
-    """Applies presets ``<directory>/<name>.yaml`` in order on top of ``base`` (default ``cls()``).
-
-    Raises:
-        ValueError: an unknown preset name (listing the available ones), or a preset with an
-            unknown key or a wrong type (naming the preset, its file and the key).
-    """
-    if isinstance(names, str):
-        raise TypeError(f"names is a list of preset names, got the string {names!r}")
-    if base is not None and not isinstance(base, cls):
-        raise TypeError(f"base must be a {cls.__name__}, got {type(base).__name__}")
-    if not _is_dataclass_type(cls):
-        raise TypeError(f"load_presets needs a dataclass type, got {cls!r}")
-    config = merge(cls() if base is None else base, {})
-    directory = Path(directory)
-    available = available_presets(directory)
-    for name in names:
-        if name not in available:
-            close = difflib.get_close_matches(name, available, n=3)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(
-                f"unknown preset {name!r}{hint} (available in {directory}: "
-                f"{', '.join(available) or 'none'})"
-            )
-        file = directory / f"{name}.yaml"
-        try:
-            data = dict(_read_yaml(file))
-            config = merge(config, expand_patterns(cls, data.pop(PATTERNS, None) or {}))
-            config = merge(config, data)
-        except ValueError as error:
-            raise ValueError(f"preset {name!r} ({file}): {error}") from None
-        except yaml.YAMLError as error:  # its text spans lines: keep the problem and the place
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or type(error).__name__
-            raise ValueError(
-                f"preset {name!r} ({file}) is not valid YAML{where}: {problem}; fix the file"
-            ) from None
-    return config
-
-
-PATTERNS = "patterns"  # a preset's top-level mapping of regex -> value (see expand_patterns)
-
-
-def expand_patterns(cls: type, patterns: Mapping[str, Any]) -> dict[str, Any]:
-    """A nested mapping that sets every leaf key of ``cls`` (dotted, e.g.
-    ``world_model.rssm.units``) that one of the ``patterns`` matches in full (``re.fullmatch``)
-    to its value; a later pattern wins where several match. A preset states them under
-    ``patterns:`` (applied before its explicit keys, which win over them), e.g. a size preset:
-    ``'.*\\.(units|mlp_units)': 640``.
-
-    Raises:
-        ValueError: a pattern that is not a valid regex or matches no key.
-    """
-    if not isinstance(patterns, Mapping):
-        raise ValueError(f"'{PATTERNS}' must map regexes to values, got {type(patterns).__name__}")
-    keys = [key for key, _, _ in _leaves(cls, cls(), "")]
-    out: dict[str, Any] = {}
-    for pattern, value in patterns.items():
-        try:
-            regex = re.compile(str(pattern))
-        except re.error as error:
-            raise ValueError(f"pattern {pattern!r} is not a valid regex ({error})") from None
-        matched = [key for key in keys if regex.fullmatch(key)]
-        if not matched:
-            raise ValueError(
-                f"pattern {pattern!r} matches no config key; keys look like "
-                "'world_model.rssm.units' (matched in full)"
-            )
-        for key in matched:
-            node = out
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = copy.deepcopy(value)
-    return out
-
-
-def _dotted(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            yield from _dotted(value, _join(prefix, key))
-        else:
-            yield _join(prefix, key), value
-
-
-def layers(
-    names: Sequence[str],
-    overrides: Sequence[str] | Mapping[str, Any] = (),
-    *,
-    directory: str | os.PathLike[str] = PRESETS_DIR,
-) -> list[tuple[str, dict[str, Any]]]:
-    """What each layer of a composed config sets explicitly, in order: ``(source, {dotted key:
-    value})`` for each preset (``"preset 'x'"``) and then the overrides (``"--key"`` each), so
-    that a check can name where a conflicting key came from. Values of overrides are the
-    unparsed text (None for a YAML ``null``)."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    for name in names:
-        file = Path(directory) / f"{name}.yaml"
-        data = dict(_read_yaml(file))
-        data.pop(PATTERNS, None)  # regexes of model sizes: never the keys a check names
-        out.append((f"preset {name!r}", dict(_dotted(data))))
-    for key, value in _split_tokens(overrides):
-        text = value.strip().lower() if isinstance(value, str) else value
-        out.append((f"--{key}", {key: None if text in ("null", "none", "~") else value}))
-    return out
 
 
 def _plain(value: Any) -> Any:
@@ -632,135 +485,6 @@ def _leaves(cls: type, instance: Any, prefix: str) -> Iterator[tuple[str, Any, A
             yield from _leaves(tp, None, key)
         else:
             yield key, tp, value
-
-
-def describe(config: Any) -> list[tuple[str, str, str]]:
-    """``(dotted key, type text, default text)`` of every leaf of a config class or instance.
-
-    For a class the defaults are the field defaults (nested sections use their parent's default
-    factory); for an instance they are its current values. Default text is YAML flow text (what
-    one would type on the command line); a field without a default reads ``(required)``.
-    """
-    cls = config if isinstance(config, type) else type(config)
-    if not _is_dataclass_type(cls):
-        raise TypeError(f"describe needs a dataclass type or instance, got {config!r}")
-    instance = None if isinstance(config, type) else config
-    return [
-        (key, type_text(tp), "(required)" if value is _MISSING else _value_text(value))
-        for key, tp, value in _leaves(cls, instance, "")
-    ]
-
-
-def _section_docs(doc: str, heading: str) -> dict[str, str]:
-    """Name -> first sentence of each entry of a Google-style docstring section (``Args:`` or
-    ``Attributes:``; an entry ``a, b: text`` documents several names)."""
-    lines = doc.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        return {}
-    entries: list[tuple[list[str], list[str]]] = []
-    indent = None
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            continue
-        width = len(line) - len(line.lstrip())
-        indent = width if indent is None else indent
-        if width < indent:
-            break
-        names, sep, text = line.strip().partition(":")
-        if width == indent and sep and re.fullmatch(r"[\w, ]+", names):
-            entries.append(([n.strip() for n in names.split(",")], [text.strip()]))
-        elif entries:
-            entries[-1][1].append(line.strip())
-    docs = {}
-    for names, parts in entries:
-        text = " ".join(p for p in parts if p)
-        text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([\w]+)`", r"\1", text)  # :class:`~a.B` -> B
-        text = text.replace("``", "")
-        first = re.split(r"(?<=\.)\s", text, maxsplit=1)[0].rstrip(".")
-        for name in names:
-            docs[name] = first
-    return docs
-
-
-def _attribute_docs(cls: type) -> dict[str, str]:
-    """Field name -> one-line description: the class's ``Attributes:`` entries, else, for a
-    config that holds "(keyword) arguments of :class:`X`" or ":meth:`X.y`", the ``Args:``
-    entries of that class or method."""
-    doc = inspect.getdoc(cls) or ""
-    docs = _section_docs(doc, "Attributes:")
-    if docs:
-        return docs
-    match = re.search(r"rguments of :(?:class|meth):`~?([\w.]+)`", doc)
-    if match is None:
-        return {}
-    doc = _source_docstring(match.group(1))
-    return _section_docs(doc, "Args:") if doc is not None else {}
-
-
-def _source_docstring(dotted: str) -> str | None:
-    """The docstring of ``a.b.C`` (a class: its own, else its ``__init__``'s) or ``a.b.C.method``,
-    read from the module's source with :mod:`ast`: nothing is imported (so ``--help`` never
-    imports torch)."""
-    parts = dotted.split(".")
-    for split in range(1, len(parts)):  # packages first: a module's spec never executes it
-        try:
-            spec = importlib.util.find_spec(".".join(parts[:split]))
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            return None
-        if spec.submodule_search_locations is not None:  # a package: look further down
-            continue
-        node: Any = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        for name in parts[split:]:
-            node = next(
-                (n for n in node.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))
-                 and n.name == name),
-                None,
-            )  # fmt: skip
-            if node is None:
-                return None
-        doc = ast.get_docstring(node) or ""
-        if isinstance(node, ast.ClassDef) and "Args:" not in doc:
-            init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
-                         and n.name == "__init__"), None)  # fmt: skip
-            doc = (ast.get_docstring(init) or "") if init is not None else doc
-        return doc
-    return None
-
-
-def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
-    """Dotted leaf key -> one-line description, from the ``Attributes:`` sections of ``cls`` and
-    its nested config sections (a key without an entry is left out)."""
-    out = {}
-    own = _attribute_docs(cls)
-    for name, (tp, _) in _fields(cls).items():
-        key = _join(prefix, name)
-        section = _dataclass_of(tp)
-        if section is not None:
-            out.update(field_docs(section, key))
-        elif name in own:
-            out[key] = own[name]
-    return out
-
-
-def help_text(config: Any, *, prefix: str = "--", docs: bool = True) -> str:
-    """Aligned lines ``--key  type  default  description``, one per leaf of :func:`describe`
-    (the description from the config classes' docstrings, when ``docs`` and one exists)."""
-    cls = config if isinstance(config, type) else type(config)
-    notes = field_docs(cls) if docs else {}
-    rows = [(prefix + k, tp, default, notes.get(k, "")) for k, tp, default in describe(config)]
-    if not rows:
-        return ""
-    width_key = max(len(r[0]) for r in rows)
-    width_tp = max(len(r[1]) for r in rows)
-    width_default = min(24, max(len(r[2]) for r in rows))
-    return "\n".join(
-        f"{k:<{width_key}}  {t:<{width_tp}}  {d:<{width_default}}  {n}".rstrip()
-        for k, t, d, n in rows
-    )
 
 
 def flatten(instance: Any) -> dict[str, Any]:
