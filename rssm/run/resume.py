@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from rssm import config as config_lib
 from rssm.data import Driver, Replay
 from rssm.data.episodes import EpisodeLayoutError, list_episodes
 from rssm.run.checkpoint import (
@@ -52,6 +53,7 @@ from rssm.run.checkpoint import (
     save_checkpoint,
 )
 from rssm.run.logger import truncate_metrics
+from rssm.run.run_config import Config
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -384,3 +386,72 @@ def carry_from_plain(plain: Any, device: torch.device) -> Any:
         return None if plain is None else plain.to(device)
     cls = _carry_types()[plain[_TYPE]]
     return cls(**{key: carry_from_plain(v, device) for key, v in plain.items() if key != _TYPE})
+
+
+# ------------------------------------------------------------------ the run directory
+
+CONFIG_FILE = "config.yaml"
+# Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
+RESUMABLE_KEYS = (
+    "logdir",
+    "run.steps",
+    "run.device",
+    "run.keep_checkpoints",
+    "run.max_minutes",
+    "run.threads",
+)
+
+
+def check_same_config(saved: Config, config: Config, where: Path) -> None:
+    changed = {k: v for k, v in config_lib.diff(saved, config).items() if k not in RESUMABLE_KEYS}
+    if changed:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise ValueError(
+            f"cannot resume {where}: the requested config differs from the run's in {lines}; "
+            f"use the run's config (only {', '.join(RESUMABLE_KEYS)} may change) or another logdir"
+        )
+
+
+def saved_config(path: Path, state: dict[str, Any]) -> Config:
+    """The training config a checkpoint carries; a clear error for other checkpoints."""
+    hint = "(e.g. one of rssm world-model); resume only runs of rssm train"
+    if "agent" not in state or "counters" not in state or "config" not in state:
+        raise ValueError(f"checkpoint {path} was not written by rssm train {hint}")
+    try:
+        return config_lib.from_dict(Config, state["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"checkpoint {path} was not written by rssm train {hint}: {error}"
+        ) from None
+
+
+def start_run_dir(
+    config: Config, run_dir: Path, resume: bool, older: bool = False
+) -> tuple[Path, dict[str, Any]] | None:
+    """Checks the run directory; returns the checkpoint to resume from (path and contents), or
+    None for a fresh run."""
+    has_config = (run_dir / CONFIG_FILE).exists()
+    if resume and not run_dir.is_dir():
+        raise ValueError(
+            f"cannot resume {str(run_dir)!r}: the run directory does not exist; check --logdir, "
+            "or start a new run without --resume"
+        )
+    if resume:
+        try:
+            path, state = load_latest_checkpoint(run_dir, older=older)
+        except CheckpointNotFoundError:
+            if has_config:
+                raise ValueError(
+                    f"cannot resume {str(run_dir)!r}: it holds a config.yaml but no checkpoint "
+                    "(the run stopped before its first one); delete it or choose another logdir"
+                ) from None
+        else:
+            check_same_config(saved_config(path, state), config, path)
+            return path, state  # config.yaml is rewritten once the state is restored
+    if has_config or (run_dir / CHECKPOINT_FILE).exists() or numbered_checkpoints(run_dir):
+        raise ValueError(
+            f"logdir {str(run_dir)!r} already holds a run; pass resume=True (--resume) to continue "
+            "it, or choose another logdir"
+        )
+    config_lib.save(config, run_dir / CONFIG_FILE)
+    return None

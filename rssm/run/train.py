@@ -48,16 +48,15 @@ from rssm import config as config_lib
 from rssm.agents import AGENTS, Agent
 from rssm.data import Driver, EnvError, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
-from rssm.run.checkpoint import CheckpointNotFoundError
 from rssm.run.logger import Logger
 from rssm.run.reporting import Reporter, Stats
 from rssm.run.resume import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     discard_after,
-    load_latest_checkpoint,
-    numbered_checkpoints,
     restore_run_state,
     run_state,
+    start_run_dir,
     write_checkpoint,
 )
 from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig, torch_threads
@@ -77,16 +76,6 @@ __all__ = [
     "train",
 ]
 
-CONFIG_FILE = "config.yaml"
-# Keys that may differ between a checkpoint's config and a resumed run (extend or move a run).
-RESUMABLE_KEYS = (
-    "logdir",
-    "run.steps",
-    "run.device",
-    "run.keep_checkpoints",
-    "run.max_minutes",
-    "run.threads",
-)
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -225,7 +214,7 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
     spec = env_spec(make_envs(config, 1, config.seed)[0])
     agent = make_agent(config, spec)  # fails before the run directory is touched
     Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity)  # so does this
-    state = _start(config, run_dir, resume, older)
+    state = start_run_dir(config, run_dir, resume, older)
     torch.manual_seed(config.seed)
     eval_seed = config.seed + EVAL_SEED
     offline = config.run.offline
@@ -342,61 +331,6 @@ def _checkpoint(run_dir: Path, parts: _Parts, exact: bool) -> None:
         {**run_state(parts, exact), "config": config_lib.to_dict(parts.config)},
         keep=parts.config.run.keep_checkpoints,
     )
-
-
-def _check_same_config(saved: Config, config: Config, where: Path) -> None:
-    changed = {k: v for k, v in config_lib.diff(saved, config).items() if k not in RESUMABLE_KEYS}
-    if changed:
-        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
-        raise ValueError(
-            f"cannot resume {where}: the requested config differs from the run's in {lines}; "
-            f"use the run's config (only {', '.join(RESUMABLE_KEYS)} may change) or another logdir"
-        )
-
-
-def _saved_config(path: Path, state: dict[str, Any]) -> Config:
-    """The training config a checkpoint carries; a clear error for other checkpoints."""
-    hint = "(e.g. one of rssm world-model); resume only runs of rssm train"
-    if "agent" not in state or "counters" not in state or "config" not in state:
-        raise ValueError(f"checkpoint {path} was not written by rssm train {hint}")
-    try:
-        return config_lib.from_dict(Config, state["config"])
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"checkpoint {path} was not written by rssm train {hint}: {error}"
-        ) from None
-
-
-def _start(
-    config: Config, run_dir: Path, resume: bool, older: bool = False
-) -> tuple[Path, dict[str, Any]] | None:
-    """Checks the run directory; returns the checkpoint to resume from (path and contents), or
-    None for a fresh run."""
-    has_config = (run_dir / CONFIG_FILE).exists()
-    if resume and not run_dir.is_dir():
-        raise ValueError(
-            f"cannot resume {str(run_dir)!r}: the run directory does not exist; check --logdir, "
-            "or start a new run without --resume"
-        )
-    if resume:
-        try:
-            path, state = load_latest_checkpoint(run_dir, older=older)
-        except CheckpointNotFoundError:
-            if has_config:
-                raise ValueError(
-                    f"cannot resume {str(run_dir)!r}: it holds a config.yaml but no checkpoint "
-                    "(the run stopped before its first one); delete it or choose another logdir"
-                ) from None
-        else:
-            _check_same_config(_saved_config(path, state), config, path)
-            return path, state  # config.yaml is rewritten once the state is restored
-    if has_config or (run_dir / CHECKPOINT_FILE).exists() or numbered_checkpoints(run_dir):
-        raise ValueError(
-            f"logdir {str(run_dir)!r} already holds a run; pass resume=True (--resume) to continue "
-            "it, or choose another logdir"
-        )
-    config_lib.save(config, run_dir / CONFIG_FILE)
-    return None
 
 
 # ------------------------------------------------------------------------------------- loop
