@@ -499,7 +499,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     it. The library's own classes are looked up only where their modules are loaded (a module
     not loaded raised nothing), so that an argument error never imports torch."""
     errors: list[type[BaseException]] = [ValueError, TypeError, ImportError, OSError]
-    for module, name in (("rssm.data.driver", "EnvError"), ("rssm.run.train", "NonFiniteError")):
+    for module, name in (
+        ("rssm.data.driver", "EnvError"),
+        ("rssm.agents.optimizer", "NonFiniteError"),
+    ):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)

@@ -14,7 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Optimizer"]
+__all__ = ["MAX_NONFINITE", "NonFiniteError", "Optimizer"]
+
+MAX_NONFINITE = 20  # skipped updates in a row that stop a run (the default of run.max_nonfinite)
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row had a non-finite loss or gradient."""
 
 
 class Optimizer:

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from rssm import config as config_lib
 from rssm.agents import AGENTS, Agent
+from rssm.agents.optimizer import NonFiniteError
 from rssm.data import Driver, EnvError, RandomPolicy, Replay
 from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.run.logger import Logger
@@ -287,10 +288,6 @@ def _train(parts: _Parts) -> None:
         parts.stats.add("train/", metrics)
         counters.updates += 1
         _check_finite(metrics, counters, config.run.max_nonfinite)
-
-
-class NonFiniteError(RuntimeError):
-    """Too many updates in a row had a non-finite loss or gradient."""
 
 
 def _check_finite(metrics: dict[str, float], counters: _Counters, limit: int) -> None:

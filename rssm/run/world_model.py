@@ -8,7 +8,6 @@ measure how well it predicts the future open-loop against the copy-last-frame ba
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rssm.agents.optimizer import MAX_NONFINITE, NonFiniteError, Optimizer
 from rssm.data import Driver, RandomPolicy, Replay, record_episodes
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
@@ -182,7 +182,10 @@ def train_world_model(
     # observation it cannot take fails here, before minutes of collection.
     spec = env_spec(make_env(run.env, **run.env_options))
     model = WorldModel(spec.obs_space, spec.action_dim, build_config(run)).to(run.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, eps=run.eps)
+    # The agents' optimiser step: Adam, global-norm clip, and a skip of any update whose loss or
+    # gradients are not finite (counted; 20 in a row stop the run).
+    optimizer = Optimizer(model.parameters(), name="model", lr=run.lr, eps=run.eps, clip=run.clip)
+    skipped = streak = 0
     total = run.train_episodes + run.eval_episodes
     if say is not None:
         say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
@@ -211,13 +214,20 @@ def train_world_model(
     data = batches(replay, run.batch_size, run.length)
     for update in range(1, run.updates + 1):
         output = model.loss(model.preprocess(next(data)))
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.clip)
-        optimizer.step()
+        step = optimizer.step(output.loss)
+        if bool(step["model_nonfinite"]):
+            skipped, streak = skipped + 1, streak + 1
+            if streak >= MAX_NONFINITE:
+                raise NonFiniteError(
+                    f"stopped at update {update}: {streak} updates in a row had a non-finite "
+                    "loss or gradient; lower --lr or check the environment's observations"
+                )
+        else:
+            streak = 0
         if update % run.eval_every == 0 or update == run.updates:
             metrics = {k: float(v) for k, v in output.metrics.items()}
-            metrics.update(loss=output.loss.item(), grad_norm=grad_norm.item())
+            metrics.update(loss=output.loss.item(), grad_norm=float(step["model_grad_norm"]))
+            metrics.update(nonfinite=skipped)
             score = open_loop_score(model, held_out, run.context, run.horizon)
             metrics.update(
                 open_loop_model=score["model"],
@@ -229,8 +239,6 @@ def train_world_model(
             history.append({"update": update, **metrics})
             if on_metrics is not None:
                 on_metrics(update, metrics)
-            if not math.isfinite(metrics["loss"]):
-                raise FloatingPointError(f"world-model loss became {metrics['loss']} at {update}")
     summary = {
         "open_loop": score,
         "seconds": time.perf_counter() - start,
