@@ -18,7 +18,7 @@ import torch
 
 from rssm import cem
 from rssm.config import load_presets, merge
-from rssm.run.dream import load_run
+from rssm.run.runs import load_run
 from rssm.run.train import Config, make_envs, train
 
 

@@ -12,24 +12,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rssm import config as config_lib
 from rssm.behavior.planner import cem, shift_plan
 from rssm.data import Driver, record_episodes
 from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
-from rssm.envs import EnvSpec, env_spec
+from rssm.envs import EnvSpec
 from rssm.models.encoder import denormalize_image
 from rssm.models.scoring import copy_last, step_errors
-from rssm.run.checkpoint import CheckpointError, check_compatible
-from rssm.run.resume import load_latest_checkpoint, numbered_checkpoints
-from rssm.run.train import CHECKPOINT_FILE, Config, make_agent, make_envs
+from rssm.run.runs import LoadedRun, load_run
+from rssm.run.train import make_envs
 from rssm.run.video import label_rows, open_loop_frames, upscale, upscale_factor, write_video
 from rssm.types import RSSMState
 
@@ -49,75 +47,6 @@ REPLAY_DIR = "replay"
 # Seed offset of the env that collects an episode when the run saved none: neither the training
 # env's seeds (config.seed + i) nor the evaluation env's (config.seed + 10_000).
 _COLLECT_SEED = 20_000
-
-
-class LoadedRun(NamedTuple):
-    """A trained run restored from its checkpoint (:func:`load_run`).
-
-    Attributes:
-        config: the run's config (from the checkpoint, with ``run.device`` overridden if asked).
-        agent: the agent with the checkpoint's weights.
-        spec: the environment's spec.
-        step: env steps the run had collected at the checkpoint.
-    """
-
-    config: Config
-    agent: Any
-    spec: EnvSpec
-    step: int
-
-
-def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
-    """Builds the agent of a run directory written by ``rssm train`` and loads its checkpoint.
-
-    Args:
-        run_dir: the run directory (``checkpoint.pt``; the config is read from the checkpoint,
-            so it always matches the weights).
-        device: torch device; None uses the run's ``run.device``.
-
-    Raises:
-        FileNotFoundError: the directory or its checkpoint does not exist.
-        ValueError: the checkpoint is corrupt.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
-    if not (run_dir / CHECKPOINT_FILE).is_file() and not numbered_checkpoints(run_dir):
-        raise FileNotFoundError(
-            f"run directory {str(run_dir)!r} holds no {CHECKPOINT_FILE}; a run writes it every "
-            "run.checkpoint_every env steps and when it ends"
-        )
-    path, state = load_latest_checkpoint(run_dir)  # checkpoint.pt, or the newest good one
-    config = _checkpoint_config(path, state)
-    if device is not None:
-        config = config_lib.merge(config, {"run": {"device": device}})
-    env = make_envs(config, 1, config.seed)[0]
-    spec = env_spec(env)
-    env.close()
-    agent = make_agent(config, spec)
-    check_compatible(state["agent"], agent.state_dict(), path=path)
-    agent.load_state_dict(state["agent"])
-    counters = state.get("counters", {})
-    step = int(counters.get("agent_steps", 0)) * int(counters.get("action_repeat", 1))
-    return LoadedRun(config, agent, spec, step)
-
-
-def _checkpoint_config(path: Path, state: dict[str, Any]) -> Config:
-    """The run config saved in an agent checkpoint, or a CheckpointError naming what is wrong."""
-    missing = [key for key in ("agent", "config") if not isinstance(state.get(key), Mapping)]
-    if missing:
-        raise CheckpointError(
-            f"{path} holds no {' and no '.join(missing)} state (keys: "
-            f"{', '.join(sorted(map(str, state)))}): it was not written by rssm train (a "
-            "checkpoint of rssm world-model holds a model only); pass a run directory of rssm train"
-        )
-    try:
-        return config_lib.from_dict(Config, state["config"])
-    except ValueError as error:
-        raise CheckpointError(
-            f"{path} holds a config this version of rssm cannot read ({error}); load it with the "
-            "rssm version that wrote it"
-        ) from None
 
 
 def world_model(run: LoadedRun) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -19,15 +19,11 @@ from typing import Any, Literal
 import gymnasium
 import numpy as np
 import torch
-import yaml
 
-from rssm import config as config_lib
 from rssm.data import Driver
-from rssm.envs import env_spec
 from rssm.files import atomic_path
-from rssm.run.checkpoint import CheckpointError, check_compatible
-from rssm.run.resume import load_latest_checkpoint
 from rssm.run.run_config import torch_threads
+from rssm.run.runs import load_run
 from rssm.run.video import upscale_factor
 
 __all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate"]
@@ -83,16 +79,14 @@ def evaluate(
 
     _check_arguments(episodes, mode)
     video_path, imageio = (None, None) if video is None else _video_backend(Path(video))
-    run_dir = Path(run_dir)
-    config = _load_config(train_lib, run_dir, device)
-    checkpoint, state = load_latest_checkpoint(run_dir)  # checkpoint.pt, or the newest good one
+    run = load_run(run_dir, device)  # config.yaml and the newest checkpoint's weights
+    config, agent = run.config, run.agent
     seed = config.seed + train_lib.EVAL_SEED if seed is None else seed
     envs = train_lib.make_envs(config, 1, seed)
     driver = Driver(envs, seed=seed)
     returns: list[float] = []
     driver.on_episode(lambda stats, worker: returns.append(float(stats["return"])))
     try:
-        agent = _load_agent(train_lib, config, envs[0], state, checkpoint)
         recorder: contextlib.AbstractContextManager = contextlib.nullcontext()
         if video_path is not None:
             frame = _frame_source(envs[0], config.env.name, video_path)
@@ -148,57 +142,6 @@ def _video_backend(path: Path) -> tuple[Path, ModuleType]:
                 f"writing the .mp4 video {path} needs imageio-ffmpeg: {_INSTALL}, or write a .gif"
             ) from None
     return path, imageio
-
-
-def _load_config(train_lib: ModuleType, run_dir: Path, device: str | None) -> Any:
-    if not run_dir.exists():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} is a file, not a directory")
-    path = run_dir / train_lib.CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} holds no {train_lib.CONFIG_FILE}: it is not a run directory written by "
-            "rssm train (pass the directory that rssm train printed)"
-        )
-    try:
-        config = config_lib.load(train_lib.Config, path)
-    except yaml.YAMLError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path} is not valid YAML ({reason}); was it edited by hand?") from None
-    if device is not None:
-        config = config_lib.merge(config, {"run": {"device": device}})
-    return config
-
-
-def _load_agent(
-    train_lib: ModuleType, config: Any, env: gymnasium.Env, state: dict[str, Any], path: Path
-) -> Any:
-    """The agent of ``config`` with the checkpoint's weights; a clear error when they differ."""
-    saved = state.get("agent")
-    if not isinstance(saved, Mapping):
-        raise CheckpointError(
-            f"{path} holds no agent state (keys: {', '.join(sorted(map(str, state)))}): it was "
-            "not written by rssm train"
-        )
-    agent = train_lib.make_agent(config, env_spec(env))
-    saved_config = state.get("config")
-    check_compatible(
-        saved,
-        agent.state_dict(),
-        path=path,
-        saved_config=saved_config if isinstance(saved_config, Mapping) else None,
-        config=config_lib.to_dict(config),
-    )
-    try:
-        agent.load_state_dict(saved)
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
-        reason = str(error).splitlines()[0][:200] if str(error) else ""
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the agent built from the run's config "
-            f"({type(error).__name__}: {reason})"
-        ) from None
-    return agent
 
 
 def _frame_source(

@@ -165,5 +165,5 @@ def test_missing_run_or_checkpoint(run_dir, tmp_path):
         dream(tmp_path / "nothing", out=tmp_path / "d.mp4")
     (tmp_path / "fresh").mkdir()
     shutil.copy(run_dir / "config.yaml", tmp_path / "fresh")
-    with pytest.raises(FileNotFoundError, match="no checkpoint.pt"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*neither checkpoint.pt"):
         dream(tmp_path / "fresh", out=tmp_path / "d.mp4")
