@@ -10,8 +10,8 @@ an agent can do beyond acting and learning is declared in its :class:`Capabiliti
 * ``world_model``: it holds ``model``, a :class:`~rssm.models.WorldModel` (open-loop videos,
   ``rssm dream`` and ``rssm report``);
 * ``acts_in_imagination``: it acts from imagined latent states, by an actor
-  (``imagine_action(state, generator)``) or by planning (``planning_objective(start)`` with its
-  CEM settings in ``config``); ``imagination`` says which.
+  (``imagine_action(state, generator)``) or by planning (``plan(start, initial, generator)``:
+  CEM with its settings over ``planning_objective(start)``); ``imagination`` says which.
 """
 
 from __future__ import annotations

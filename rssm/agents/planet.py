@@ -195,17 +195,7 @@ class PlanetAgent:
                     f"[N, horizon, A] = {list(plan_shape)}; pass initial_carry({num}) or None"
                 )
             state = self.model.obs_step(carry.state, carry.prev_action, inputs)
-            plan = cem(
-                self.planning_objective(state),
-                self._initial_plan(carry.plan, is_first),
-                self.config.init_std,
-                iterations=self.config.iterations,
-                candidates=self.config.candidates,
-                elites=self.config.elites,
-                low=-1.0,
-                high=1.0,
-                generator=self.generator,
-            )
+            plan = self.plan(state, self._initial_plan(carry.plan, is_first))
             action = plan[:, 0]
             if mode == "explore" and self.config.expl_noise > 0:
                 noise = torch.randn(
@@ -213,6 +203,30 @@ class PlanetAgent:
                 )
                 action = (action + self.config.expl_noise * noise).clamp_(-1.0, 1.0)
         return PlanetCarry(state, action, plan), action
+
+    def plan(
+        self, start: RSSMState, initial: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The planner: CEM with this agent's settings (``config``: candidates, elites,
+        iterations, initial std) over action sequences in [-1, 1] scored by
+        :meth:`planning_objective` from ``start`` [N]; returns the final plan mean [N, H, A].
+
+        Args:
+            start: posterior states [N] to plan from.
+            initial: the initial CEM mean [N, H, A] (zeros, or a shifted previous plan).
+            generator: the candidates' random generator; None uses the agent's ``generator``.
+        """
+        return cem(
+            self.planning_objective(start),
+            initial,
+            self.config.init_std,
+            iterations=self.config.iterations,
+            candidates=self.config.candidates,
+            elites=self.config.elites,
+            low=-1.0,
+            high=1.0,
+            generator=self.generator if generator is None else generator,
+        )
 
     def planning_objective(self, start: RSSMState) -> Callable[[Tensor], Tensor]:
         """The CEM objective from posterior ``start`` [N]: predicted return of each candidate.

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rssm.behavior.planner import cem, shift_plan
+from rssm.behavior.planner import shift_plan
 from rssm.data import Driver, record_episodes
 from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode, read_layout
 from rssm.envs import EnvSpec
@@ -176,17 +176,7 @@ def imagination_policy(
         N = state.batch_shape[0]
         zeros = state.deter.new_zeros(N, settings.horizon, agent.action_dim)
         start = shift_plan(previous[-1]) if settings.warm_start and previous else zeros
-        plan = cem(
-            agent.planning_objective(state),
-            start,
-            settings.init_std,
-            iterations=settings.iterations,
-            candidates=settings.candidates,
-            elites=settings.elites,
-            low=-1.0,
-            high=1.0,
-            generator=generator,
-        )
+        plan = agent.plan(state, start, generator)
         previous[:] = [plan]
         return plan[:, 0]
 
