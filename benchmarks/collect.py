@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=400, help="env steps per row (agent steps)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--action-repeat", type=int, default=2)
+    parser.add_argument("--label", default="", help="names the results section (collect-LABEL)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     args = parser.parse_args(argv)
@@ -115,13 +116,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = captioned(
         f"{args.env}, action repeat {args.action_repeat}, {args.image_size}x{args.image_size} "
         f"pixels or proprio; random policy; agent steps per second (x{args.action_repeat} for "
-        f"env frames), {args.steps} per row after a warm-up; {report['cpu']}, "
-        f"{report['cores']} cores; 1-min load {report['loadavg_start']:.1f} at start",
+        f"env frames), {args.steps} per row after a warm-up; {report['cpu']}; "
+        f"1-min load {report['loadavg_start']:.1f} at start"
+        + (
+            f"; LP_NUM_THREADS={os.environ['LP_NUM_THREADS']}"
+            if "LP_NUM_THREADS" in os.environ
+            else ""
+        ),  # fmt: skip
         rows,
     )
     publish(
-        report, text, script="collect.py", section="collect",
-        title=f"## Collection with environment workers ({report['cpu']})", argv=argv,
+        report, text, script="collect.py",
+        section="collect" + (f"-{args.label}" if args.label else ""),
+        title=f"## Collection with environment workers ({report['cpu']}"
+        + (f", {args.label})" if args.label else ")"), argv=argv,
         json_path=args.json, results=args.results,
     )  # fmt: skip
     return report
