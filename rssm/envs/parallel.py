@@ -17,6 +17,7 @@ seconds is reported and stopped instead of waited on forever.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import traceback
 from collections.abc import Callable
@@ -128,12 +129,12 @@ class ProcessEnv(gymnasium.Env):
             return
         self._closed = True
         try:
-            if self._process.is_alive() and self._pending is None:
-                self._conn.send(("close", None))
-                if self._conn.poll(min(self.timeout, 10.0)):
-                    self._conn.recv()
-        except (OSError, EOFError):
-            pass
+            # A polite close; a worker already gone is stopped below all the same.
+            with contextlib.suppress(OSError, EOFError):
+                if self._process.is_alive() and self._pending is None:
+                    self._conn.send(("close", None))
+                    if self._conn.poll(min(self.timeout, 10.0)):
+                        self._conn.recv()
         finally:
             self._process.join(timeout=5.0)
             if self._process.is_alive():
