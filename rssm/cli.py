@@ -318,6 +318,8 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rssm.config import apply_overrides, layers, load_presets
     from rssm.run.run_config import Config, check_train_schedule, resolve_threads
 
+    # under torchrun every rank runs this; rank 0 speaks for the run
+    say = print if os.environ.get("RANK", "0") == "0" else lambda *_, **__: None
     presets = args.configs or DEFAULT_CONFIGS
     config = load_presets(Config, presets)
     if args.env is not None:
@@ -330,7 +332,7 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     threads = resolve_threads(config.run)
     if config.run.threads is None and not args.resume:  # the count in force, in config.yaml
         config = apply_overrides(config, {"run.threads": threads})
-    print(
+    say(
         f"run directory: {config.logdir}\n  {config.agent} on {config.env.name}, "
         f"{config.run.steps} env steps, {threads} torch thread(s) (--run.threads)",
         flush=True,
@@ -340,15 +342,13 @@ def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rssm.run.train import train  # torch: only once the arguments are known to be good
 
     run_dir = train(config, resume=args.resume, older=args.older)
-    print(_final_returns(run_dir))
-    print(f"run directory: {run_dir}")
-    print(f"  config:     {run_dir / 'config.yaml'}")
-    print(
-        f"  metrics:    {run_dir / 'metrics.jsonl'} (TensorBoard: tensorboard --logdir {run_dir})"
-    )
-    print(f"  checkpoint: {run_dir / 'checkpoint.pt'}")
-    print(f"  videos:     {run_dir / 'videos'}")
-    print(f"evaluate it: rssm eval --run {run_dir} --episodes 5")
+    say(_final_returns(run_dir))
+    say(f"run directory: {run_dir}")
+    say(f"  config:     {run_dir / 'config.yaml'}")
+    say(f"  metrics:    {run_dir / 'metrics.jsonl'} (TensorBoard: tensorboard --logdir {run_dir})")
+    say(f"  checkpoint: {run_dir / 'checkpoint.pt'}")
+    say(f"  videos:     {run_dir / 'videos'}")
+    say(f"evaluate it: rssm eval --run {run_dir} --episodes 5")
     return 0
 
 

@@ -1,6 +1,10 @@
 """One optimiser step as the agents take it: backward, global-norm clip, Adam, and a skip of any
 update whose loss or gradients are not finite (numerical safety, issue 5).
 
+Under ``torchrun`` the gradients are averaged over the ranks before clipping
+(:func:`rssm.distributed.average_gradients`), so every rank takes the same step and skips the same
+updates.
+
 A skipped update leaves the weights and Adam's moments untouched; it is reported in the metrics
 as ``<name>_nonfinite = 1`` so that the training loop can count and warn about it, and stop a run
 whose updates keep failing.
@@ -13,6 +17,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from rssm import distributed
 
 __all__ = ["MAX_NONFINITE", "NonFiniteError", "Optimizer"]
 
@@ -61,6 +67,8 @@ class Optimizer:
         """
         self.adam.zero_grad(set_to_none=True)
         loss.backward(inputs=self.params if only_own else None)
+        if distributed.active():  # data-parallel: every rank steps with the mean gradient
+            loss = distributed.average_gradients(self.params, loss)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         finite = torch.isfinite(norm) & torch.isfinite(loss.detach())
         if bool(finite):  # one host sync per update

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rssm import distributed
+
 __all__ = ["ReturnNormalizer", "discount_weights", "ema_update", "lambda_return"]
 
 
@@ -169,6 +171,7 @@ class ReturnNormalizer(nn.Module):
         if returns.numel() == 0:
             raise ValueError("returns must hold at least one element to update the normaliser")
         flat = returns.detach().reshape(-1).to(self.low_ema.dtype)
+        flat = distributed.gather(flat)  # data-parallel: the percentiles of the global batch
         q = torch.quantile(flat, self._quantiles.to(flat.device))
         self.low_ema.lerp_(q[0], 1.0 - self.decay)
         self.high_ema.lerp_(q[1], 1.0 - self.decay)

@@ -26,8 +26,8 @@ from rssm.data.episodes import CorruptEpisodeError, list_episodes, read_episode,
 from rssm.envs import EnvSpec
 from rssm.models.encoder import denormalize_image
 from rssm.models.scoring import copy_last, step_errors
+from rssm.run.builders import make_envs
 from rssm.run.runs import LoadedRun, load_run
-from rssm.run.train import make_envs
 from rssm.run.video import label_rows, open_loop_frames, upscale, upscale_factor, write_video
 from rssm.types import RSSMState
 

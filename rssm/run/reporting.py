@@ -128,22 +128,24 @@ class Reporter:
             logger.write(step)
 
     def _scalars(self, step: int) -> None:
+        """The metric means since the last row, the effective ratios and the speed."""
         counters, config = self.parts.counters, self.parts.config
         now = time.perf_counter()
         elapsed = step - self.clock[1]
         fps = elapsed / max(now - self.clock[0], 1e-9) if elapsed > 0 else None
         self.clock = (now, step) if elapsed > 0 else self.clock
-        replayed = counters.updates * config.replay.batch_size * config.replay.length
+        replayed = counters.updates * config.replay.batch_size * config.replay.length  # all ranks
         self.logger.scalars(self.parts.stats.flush())
         ratios = {  # an offline run collects nothing: no ratio to collection
             "train/grad_steps_per_env_step": counters.updates / max(step, 1),
-            "train/replay_ratio": replayed / max(counters.agent_steps, 1),
+            "train/replay_ratio": replayed / max(counters.agent_steps * counters.world, 1),
             "episode/count": counters.episodes,
         }
         self.logger.scalars(
             {
                 "train/updates": counters.updates,
                 "train/nonfinite": counters.nonfinite,
+                **({"train/ranks": counters.world} if counters.world > 1 else {}),
                 **({} if counters.offline else ratios),
                 **({"perf/fps": fps} if fps is not None else {}),  # none before any step
                 "replay/steps": len(self.parts.replay),
@@ -171,3 +173,19 @@ def duration_text(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+class QuietReporter:
+    """The reporter of ranks other than 0 in a data-parallel run: it fires the same schedules as
+    :class:`Reporter` (so that the rank's checkpointed state matches rank 0's) and drops its
+    metric sums where rank 0 writes a row, but logs, evaluates and shows nothing."""
+
+    def __init__(self, parts: Any) -> None:
+        self.parts = parts
+
+    def __call__(self, final: bool, evaluate: bool = False) -> None:
+        schedules, step = self.parts.schedules, self.parts.counters.env_steps
+        schedules.eval(step)
+        schedules.video(step)
+        if schedules.log(step) or final:
+            self.parts.stats.flush()

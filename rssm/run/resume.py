@@ -81,14 +81,15 @@ def numbered_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def checkpoint_step(state: dict[str, Any]) -> int:
-    """The step of a training checkpoint (agent steps x action repeat; updates for an offline
-    run); -1 without one."""
+    """The step of a training checkpoint (agent steps x action repeat x ranks; updates for an
+    offline run); -1 without one."""
     counters = state.get("counters")
     if not isinstance(counters, dict):
         return -1
     if counters.get("offline"):
         return int(counters.get("updates", 0))
-    return int(counters.get("agent_steps", 0)) * int(counters.get("action_repeat", 1))
+    steps = int(counters.get("agent_steps", 0)) * int(counters.get("action_repeat", 1))
+    return steps * int(counters.get("world", 1))
 
 
 def write_checkpoint(
@@ -199,23 +200,29 @@ def load_latest_checkpoint(
 
 
 def discard_after(
-    run_dir: str | os.PathLike, step: int, episode_ids: Iterable[str], replay_dir: Path | None
+    run_dir: str | os.PathLike | None,
+    step: int,
+    episode_ids: Iterable[str],
+    replay_dir: Path | None,
 ) -> None:
     """Removes what a run wrote after its checkpoint at ``step``: metrics rows of later steps,
     later numbered checkpoints, episode files in ``replay_dir`` not in ``episode_ids`` and stale
     temporary files (``.checkpoint*.tmp``, ``.metrics*.tmp``, ``replay_dir/.*.tmp``), so that
     the resumed run neither duplicates them nor loads them. ``replay_dir`` None: the episodes
-    are not the run's own (an offline run reads them only) and none is touched."""
-    run_dir = Path(run_dir)
-    truncate_metrics(run_dir, step)
-    for later, path in numbered_checkpoints(run_dir):
-        if later > step:
-            path.unlink(missing_ok=True)
+    are not the run's own (an offline run reads them only) and none is touched. ``run_dir``
+    None: only the episode files (a data-parallel run's rank other than 0)."""
     known = set(episode_ids)
     for file in list_episodes(replay_dir)[0] if replay_dir is not None else []:
         if file.episode_id not in known:
             file.path.unlink(missing_ok=True)
-    stale = [*run_dir.glob(".checkpoint*.tmp"), *run_dir.glob(".metrics*.tmp")]
+    stale: list[Path] = []
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        truncate_metrics(run_dir, step)
+        for later, path in numbered_checkpoints(run_dir):
+            if later > step:
+                path.unlink(missing_ok=True)
+        stale += [*run_dir.glob(".checkpoint*.tmp"), *run_dir.glob(".metrics*.tmp")]
     if replay_dir is not None:
         stale += replay_dir.glob(".*.tmp")
     for path in stale:

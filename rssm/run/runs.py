@@ -77,7 +77,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
             differ).
         ValueError: an unreadable ``config.yaml``.
     """
-    from rssm.run.train import make_agent, make_envs  # the loop's own builders
+    from rssm.run.builders import make_agent, make_envs  # the loop's own builders
 
     config = load_config(run_dir, device)
     path, state = load_latest_checkpoint(Path(run_dir))

@@ -30,37 +30,37 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import signal
-import threading
-import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import torch
 from tqdm import tqdm
 
 from rssm import config as config_lib
-from rssm.agents import AGENTS, Agent
+from rssm import distributed
+from rssm.agents import Agent
 from rssm.agents.optimizer import NonFiniteError
 from rssm.data import Driver, EnvError, RandomPolicy, Replay
-from rssm.envs import EnvSpec, env_spec, make_env
+from rssm.distributed import SINGLE, World
+from rssm.envs import EnvSpec, env_spec
+from rssm.run import ranks
+from rssm.run.builders import make_agent, make_envs
 from rssm.run.logger import Logger
-from rssm.run.reporting import Reporter, Stats
+from rssm.run.reporting import QuietReporter, Reporter, Stats
 from rssm.run.resume import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     discard_after,
     restore_run_state,
     run_state,
-    start_run_dir,
     write_checkpoint,
 )
 from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig, torch_threads
+from rssm.run.stopping import Budget, SafeStop, check_finite, deferred_interrupt
 from rssm.run.when import Every, Ratio, updates_per_step
 
 __all__ = [
@@ -83,57 +83,6 @@ EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays tra
 # ------------------------------------------------------------------------------------ parts
 
 
-def make_envs(
-    config: Config, count: int, seed: int, *, parallel: bool = False
-) -> list[gymnasium.Env]:
-    """``count`` environments of ``config.env``, env ``i`` seeded with ``seed + i``; each in a
-    worker process (:class:`~rssm.envs.parallel.ProcessEnv`) when ``parallel`` and
-    ``env.parallel`` is ``process``."""
-    env = config.env
-    makers = [
-        functools.partial(
-            make_env,
-            env.name,
-            seed=seed + i,
-            action_repeat=env.action_repeat,
-            image_size=env.image_size,
-            time_limit=env.time_limit,
-            **env.options,
-        )
-        for i in range(count)
-    ]
-    if parallel and env.parallel == "process":
-        from rssm.envs.parallel import ProcessEnv
-
-        return [ProcessEnv(make, env.name, env.worker_timeout) for make in makers]
-    return [make() for make in makers]
-
-
-def make_agent(config: Config, spec: EnvSpec) -> Agent:
-    """The agent ``AGENTS[config.agent]`` for an env of ``spec``.
-
-    Raises:
-        ValueError: an unknown agent name (listing the known ones), or the agent's own error
-            (e.g. PlaNet with a discrete-action env).
-    """
-    if config.agent not in AGENTS:
-        raise ValueError(
-            f"config key 'agent': unknown agent {config.agent!r}; choose one of "
-            f"{', '.join(sorted(AGENTS))}"
-        )
-    return AGENTS[config.agent](
-        spec.obs_space,
-        spec.action_dim,
-        config.world_model,
-        getattr(config, config.agent, None),
-        discrete=spec.discrete,
-        seed=config.seed,
-        device=config.run.device,
-        precision=config.run.precision,
-        compile=config.run.compile,
-    )
-
-
 @dataclass
 class _Counters:
     """Progress of a run: plain ints, saved in checkpoints."""
@@ -145,11 +94,15 @@ class _Counters:
     nonfinite: int = 0  # updates with a skipped (non-finite) optimiser step
     nonfinite_streak: int = 0  # ... of them in a row
     offline: int = 0  # 1: an offline run, whose steps count updates
+    world: int = 1  # ranks of a data-parallel run, each collecting as many agent steps
 
     @property
     def env_steps(self) -> int:
-        """The step of the run's schedules and logs: env steps, or updates when offline."""
-        return self.updates if self.offline else self.agent_steps * self.action_repeat
+        """The step of the run's schedules and logs: env steps (of all ranks), or updates when
+        offline."""
+        if self.offline:
+            return self.updates
+        return self.agent_steps * self.action_repeat * self.world
 
     @property
     def started(self) -> bool:
@@ -173,10 +126,11 @@ class _Schedules:
     checkpoint: Every
 
     @classmethod
-    def create(cls, config: Config) -> _Schedules:
+    def create(cls, config: Config, batch: int) -> _Schedules:
+        """``batch``: the rank's share of ``replay.batch_size`` (all of it in one process)."""
         run = config.run
-        if run.train_ratio is not None:
-            batch, length = config.replay.batch_size, config.replay.length
+        if run.train_ratio is not None:  # each rank replays its share for its own steps
+            length = config.replay.length
             train: Every | Ratio = Ratio(updates_per_step(run.train_ratio, batch, length))
         else:
             train = Every(run.train_every)
@@ -207,16 +161,22 @@ class _Parts:
     counters: _Counters
     schedules: _Schedules
     stats: Stats
+    world: World  # this process's rank and the number of ranks (one, without torchrun)
+    batch_size: int  # the rank's share of replay.batch_size
     carry: Any = None  # the collection policy's carry (e.g. the agent's latent states)
 
 
-def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> _Parts:
+def _build(
+    config: Config, run_dir: Path, resume: bool, older: bool = False, world: World = SINGLE
+) -> _Parts:
     """Agent, replay, drivers and schedules; restored from the checkpoint when resuming."""
-    spec = env_spec(make_envs(config, 1, config.seed)[0])
+    seed = ranks.rank_seed(config.seed, world)  # each rank collects and samples its own
+    batch = distributed.split_batch(config.replay.batch_size, world.size)
+    spec = env_spec(make_envs(config, 1, seed)[0])
     agent = make_agent(config, spec)  # fails before the run directory is touched
     Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity)  # so does this
-    state = start_run_dir(config, run_dir, resume, older)
-    torch.manual_seed(config.seed)
+    state = ranks.start(config, run_dir, resume, older, world)
+    torch.manual_seed(seed)
     eval_seed = config.seed + EVAL_SEED
     offline = config.run.offline
     if config.replay.directory is not None and not offline:
@@ -224,15 +184,15 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
             "replay.directory is the folder an offline run trains from; add --run.offline true, "
             "or drop it (a run that collects writes its episodes into <logdir>/replay)"
         )
-    replay_dir = _offline_source(config) if offline else run_dir / "replay"
+    replay_dir = _offline_source(config) if offline else ranks.replay_folder(run_dir, world)
     parts = _Parts(
         config=config,
         spec=spec,
         agent=agent,
-        replay=Replay(config.replay.capacity, seed=config.seed, directory=replay_dir),
+        replay=Replay(config.replay.capacity, seed=seed, directory=replay_dir),
         driver=Driver(
-            make_envs(config, config.env.num_envs, config.seed, parallel=True),
-            seed=config.seed,
+            make_envs(config, config.env.num_envs, seed, parallel=True),
+            seed=seed,
             name=config.env.name,
             nonfinite=config.env.nonfinite,
         ),  # fmt: skip
@@ -243,32 +203,47 @@ def _build(config: Config, run_dir: Path, resume: bool, older: bool = False) -> 
             nonfinite=config.env.nonfinite,
         ),  # fmt: skip
         eval_episodes=[],
-        counters=_Counters(action_repeat=config.env.action_repeat, offline=int(offline)),
-        schedules=_Schedules.create(config),
+        counters=_Counters(
+            action_repeat=config.env.action_repeat, offline=int(offline), world=world.size
+        ),
+        schedules=_Schedules.create(config, batch),
         stats=Stats(),
+        world=world,
+        batch_size=batch,
     )
     if state is not None:
-        restore_run_state(*state, parts)
+        path, saved = state
+        saved = ranks.own_state(saved, world, path)
+        restore_run_state(path, saved, parts)
         discard_after(
-            run_dir, parts.counters.env_steps, state[1]["replay_episode_ids"],
-            None if offline else replay_dir,
+            run_dir if world.main else None, parts.counters.env_steps,
+            saved["replay_episode_ids"], None if offline else replay_dir,
         )  # fmt: skip
-        config_lib.save(config, run_dir / CONFIG_FILE)  # resumable keys may have changed
-    elif offline:
-        spaces = spec.obs_space.spaces
-        if not parts.replay.load(shapes={key: space.shape for key, space in spaces.items()}):
-            raise ValueError(
-                f"run.offline: no episode files to train from in {str(replay_dir)!r}; point "
-                "replay.directory at a run's replay/ folder or at episodes in the documented "
-                "layout (docs/conventions.md)"
-            )
-    elif isinstance(parts.schedules.train, Ratio):
-        parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates too
+        if world.main:
+            config_lib.save(config, run_dir / CONFIG_FILE)  # resumable keys may have changed
+    else:
+        if world.size > 1:  # one set of weights: rank 0's; each rank its own generator
+            agent.load_state_dict(distributed.broadcast_object(agent.state_dict()))
+            agent.generator.manual_seed(seed)
+        if offline:
+            _load_offline(parts, spec, replay_dir)
+        elif isinstance(parts.schedules.train, Ratio):
+            parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates
     parts.driver.on_step(parts.replay.add)
     parts.driver.on_step(parts.counters.on_step)
     parts.driver.on_episode(parts.stats.episode)
     parts.eval_driver.on_episode(lambda stats, worker: parts.eval_episodes.append(stats))
     return parts
+
+
+def _load_offline(parts: _Parts, spec: EnvSpec, replay_dir: Path) -> None:
+    spaces = spec.obs_space.spaces
+    if not parts.replay.load(shapes={key: space.shape for key, space in spaces.items()}):
+        raise ValueError(
+            f"run.offline: no episode files to train from in {str(replay_dir)!r}; point "
+            "replay.directory at a run's replay/ folder or at episodes in the documented "
+            "layout (docs/conventions.md)"
+        )
 
 
 def _train(parts: _Parts) -> None:
@@ -279,7 +254,7 @@ def _train(parts: _Parts) -> None:
         due = train(counters.agent_steps)
     else:
         due = config.run.train_steps if train(counters.env_steps) else 0
-    batch_size, length = config.replay.batch_size, config.replay.length
+    batch_size, length = parts.batch_size, config.replay.length
     learns = parts.agent.capabilities.learns  # the random baseline does not
     if due == 0 or not learns or len(parts.replay) < length * config.env.num_envs:
         return
@@ -287,33 +262,7 @@ def _train(parts: _Parts) -> None:
         metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))
         parts.stats.add("train/", metrics)
         counters.updates += 1
-        _check_finite(metrics, counters, config.run.max_nonfinite)
-
-
-def _check_finite(metrics: dict[str, float], counters: _Counters, limit: int) -> None:
-    """Counts skipped updates (``*_nonfinite`` metrics of the agent), warns at the start of a
-    streak and raises :class:`NonFiniteError` when the streak reaches ``limit``."""
-    skipped = sorted(k.removesuffix("_nonfinite") for k, v in metrics.items()
-                     if k.endswith("_nonfinite") and v > 0)  # fmt: skip
-    if not skipped:
-        counters.nonfinite_streak = 0
-        return
-    counters.nonfinite += 1
-    counters.nonfinite_streak += 1
-    if counters.nonfinite_streak == 1:
-        warnings.warn(
-            f"update {counters.updates} (env step {counters.env_steps}): non-finite loss or "
-            f"gradient in {', '.join(skipped)}; the update was skipped",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    if counters.nonfinite_streak >= limit:
-        raise NonFiniteError(
-            f"stopped at env step {counters.env_steps}: {counters.nonfinite_streak} updates in a "
-            f"row had a non-finite loss or gradient ({', '.join(skipped)}); no checkpoint was "
-            "written at this step (the run directory keeps what it had). Lower the learning "
-            "rates, or raise run.max_nonfinite"
-        )
+        check_finite(metrics, counters, config.run.max_nonfinite)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -321,11 +270,19 @@ def _check_finite(metrics: dict[str, float], counters: _Counters, limit: int) ->
 
 def _checkpoint(run_dir: Path, parts: _Parts, exact: bool) -> None:
     """Writes ``checkpoint-<env_step>.pt`` and ``checkpoint.pt`` atomically, keeping the last
-    ``run.keep_checkpoints`` (see :func:`rssm.run.resume.run_state` for the contents)."""
+    ``run.keep_checkpoints`` (see :func:`rssm.run.resume.run_state` for the contents). In a
+    data-parallel run every rank calls it at the same step; rank 0 writes the ranks' states
+    into one checkpoint (:mod:`rssm.run.ranks`)."""
+    state = run_state(parts, exact)
+    if parts.world.size > 1:
+        gathered = distributed.gather_objects(ranks.own_part(state))
+        if gathered is None:
+            return  # not rank 0
+        state["ranks"] = gathered[1:]
     write_checkpoint(
         run_dir,
         parts.counters.env_steps,
-        {**run_state(parts, exact), "config": config_lib.to_dict(parts.config)},
+        {**state, "config": config_lib.to_dict(parts.config)},
         keep=parts.config.run.keep_checkpoints,
     )
 
@@ -351,46 +308,66 @@ def train(config: Config, *, resume: bool = False, older: bool = False) -> Path:
         older: when the newest checkpoint cannot be read (damaged after it was written),
             resume from the newest older one that loads instead of stopping with an error.
 
+    Under ``torchrun`` (more than one rank) the ranks train one agent data-parallel: see
+    :mod:`rssm.distributed` and :mod:`rssm.run.ranks`; the run directory and every log and
+    checkpoint are rank 0's.
+
     Raises:
         ValueError: an unknown agent, an agent that does not fit the env (PlaNet with discrete
             actions), a logdir that already holds a run without ``resume``, or a resumed config
             that differs from the checkpoint's (naming the keys).
         CheckpointError: resuming a run none of whose checkpoints can be read.
+        DistributedError: under torchrun, another rank stopped.
     """
-    with torch_threads(config.run):
-        return _run(config, resume, older)
+    with torch_threads(config.run), distributed.session(config.run.device) as (world, device):
+        if world.size > 1:  # rank 0's run directory (a default one is named by the time)
+            logdir = distributed.broadcast_object(config.logdir)
+            config = dataclasses.replace(
+                config, logdir=logdir, run=dataclasses.replace(config.run, device=device)
+            )
+        return _run(config, resume, older, world)
 
 
-def _run(config: Config, resume: bool, older: bool = False) -> Path:
+def _run(config: Config, resume: bool, older: bool = False, world: World = SINGLE) -> Path:
     run_dir = Path(config.logdir)
-    parts = _build(config, run_dir, resume, older)
+    parts = _build(config, run_dir, resume, older, world)
     counters, driver = parts.counters, parts.driver
     if counters.started and counters.env_steps >= config.run.steps:
         driver.close()
         parts.eval_driver.close()
         return run_dir  # a resumed run that is already done: nothing to add
     purge = counters.env_steps + 1 if counters.started else None  # a resumed run
-    logger = Logger(run_dir, tensorboard=config.run.tensorboard, purge_step=purge)
-    bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step", disable=None)
+    logger = (
+        Logger(run_dir, tensorboard=config.run.tensorboard, purge_step=purge)
+        if world.main
+        else None
+    )
+    bar = tqdm(total=config.run.steps, initial=counters.env_steps, unit="step",
+               disable=None if world.main else True)  # fmt: skip
+    if world.size > 1 and world.main:
+        print(ranks.describe(config, world, parts.batch_size), flush=True)
     try:
-        with _deferred_interrupt() as interrupted:
+        with deferred_interrupt() as interrupted:
             if not counters.started and config.run.seed_episodes and not config.run.offline:
-                spec = parts.spec
+                spec, seed = parts.spec, ranks.rank_seed(config.seed, world)
                 parts.stats.random = True
-                driver(RandomPolicy(spec.action_dim, spec.discrete, config.seed),
+                driver(RandomPolicy(spec.action_dim, spec.discrete, seed),
                        episodes=config.run.seed_episodes)  # fmt: skip
                 parts.stats.random = False
                 driver.reset()  # with several envs, the agent starts every env at an episode start
             loop = _offline_loop if config.run.offline else _loop
-            loop(parts, run_dir, Reporter(parts, logger, bar), interrupted)
+            report = QuietReporter(parts) if logger is None else Reporter(parts, logger, bar)
+            loop(parts, run_dir, report, interrupted)
     except KeyboardInterrupt as stop:  # at a safe point unless Ctrl-C came twice
-        _checkpoint(run_dir, parts, exact=isinstance(stop, _SafeStop) and _exact(parts))
+        if isinstance(stop, SafeStop) or world.size == 1:  # all ranks stop at a safe point
+            _checkpoint(run_dir, parts, exact=isinstance(stop, SafeStop) and _exact(parts))
         raise
     except EnvError as error:  # the env broke: keep what the run has, then one clear error
         raise _env_failed(run_dir, parts, error) from error
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
         driver.close()
         parts.eval_driver.close()
     _checkpoint(run_dir, parts, exact=_exact(parts))
@@ -399,8 +376,12 @@ def _run(config: Config, resume: bool, older: bool = False) -> Path:
 
 def _env_failed(run_dir: Path, parts: _Parts, error: EnvError) -> EnvError:
     """Checkpoints the run, writes the traceback to ``error.log`` in the run directory and
-    returns the error to raise: the env's message, where the traceback is, and how to go on."""
-    if parts.counters.agent_steps:  # the failed step is half done: not an exact point
+    returns the error to raise: the env's message, where the traceback is, and how to go on.
+    In a data-parallel run the other ranks are not at a checkpoint: the last one stays."""
+    if parts.world.size > 1:
+        kept = "keeps its last checkpoint (the other ranks stop too; --resume goes on from it)"
+        error = EnvError(f"rank {parts.world.rank}: {error}")
+    elif parts.counters.agent_steps:  # the failed step is half done: not an exact point
         _checkpoint(run_dir, parts, exact=False)
         kept = f"checkpointed at env step {parts.counters.env_steps} (--resume goes on)"
     else:
@@ -410,34 +391,6 @@ def _env_failed(run_dir: Path, parts: _Parts, error: EnvError) -> EnvError:
     with contextlib.suppress(OSError):
         log.write_text(text)
     return EnvError(f"{error}; the run {kept}; traceback in {log}")
-
-
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C (SIGINT) only sets a flag, which the loop checks between steps, so the
-    interrupt lands at a safe point and never inside a write, a ``__del__`` or a callback (where
-    Python would swallow it); a second Ctrl-C interrupts at once. Outside the main thread signals
-    cannot be caught, and the flag stays False."""
-    requested = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: requested[0]
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested[0]:
-            raise KeyboardInterrupt
-        requested[0] = True
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: requested[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class _SafeStop(KeyboardInterrupt):
-    """Ctrl-C taken at the loop's safe point (between steps): the checkpoint is exact."""
 
 
 def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[[], bool]) -> None:
@@ -450,13 +403,14 @@ def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[
     """
     config, counters, driver = parts.config, parts.counters, parts.driver
     explore = functools.partial(parts.agent.policy, mode="explore")
-    budget = _Budget(config.run.max_minutes)
+    budget = Budget(config.run.max_minutes)
     while True:
-        if interrupted():
-            raise _SafeStop
+        stop, late = distributed.reduce_flags(interrupted(), budget.spent())  # as all ranks do
+        if stop:
+            raise SafeStop
         _train(parts)
         done = counters.env_steps >= config.run.steps
-        spent = not done and budget.spent()
+        spent = not done and late
         report(final=done or spent, evaluate=spent)
         if spent:
             warnings.warn(
@@ -477,13 +431,14 @@ def _offline_loop(
     """An offline run: one update per step on the loaded episodes, then report and checkpoint
     on the schedules (whose steps count updates), until ``run.steps`` updates."""
     config, counters = parts.config, parts.counters
-    batch_size, length = config.replay.batch_size, config.replay.length
-    budget = _Budget(config.run.max_minutes)
+    batch_size, length = parts.batch_size, config.replay.length
+    budget = Budget(config.run.max_minutes)
     while True:
-        if interrupted():
-            raise _SafeStop
+        stop, late = distributed.reduce_flags(interrupted(), budget.spent())  # as all ranks do
+        if stop:
+            raise SafeStop
         done = counters.updates >= config.run.steps
-        spent = not done and budget.spent()
+        spent = not done and late
         report(final=done or spent, evaluate=spent)
         if done or spent:
             return
@@ -492,7 +447,7 @@ def _offline_loop(
         metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))
         parts.stats.add("train/", metrics)
         counters.updates += 1
-        _check_finite(metrics, counters, config.run.max_nonfinite)
+        check_finite(metrics, counters, config.run.max_nonfinite)
 
 
 def _offline_source(config: Config) -> Path:
@@ -509,16 +464,6 @@ def _offline_source(config: Config) -> Path:
             "folder or at episode files in the documented layout"
         )
     return source
-
-
-class _Budget:
-    """``run.max_minutes`` of wall clock from the start of this invocation."""
-
-    def __init__(self, minutes: float | None) -> None:
-        self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-
-    def spent(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 def _exact(parts: _Parts) -> bool:
