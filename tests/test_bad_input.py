@@ -739,4 +739,5 @@ def test_a_replay_larger_than_ram_is_one_line_before_the_run_directory_exists(
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(capsys, *PLANET, "--logdir", "run", "--replay.capacity", "1000000")
     assert_error(code, err, "train", "replay.capacity=1000000 needs about", "lower replay.capacity")
+    assert "replay.storage=disk" in err
     assert not (tmp_path / "run").exists(), "nothing written: a rerun is not blocked"

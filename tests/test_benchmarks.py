@@ -220,3 +220,17 @@ def test_collect_compares_workers_with_the_raw_env(tmp_path):
     row = report["rows"][0]
     assert row["raw"] > 0 and row["local"] > 0 and row["workers"][1] > 0
     assert json.loads(out.read_text())["env"] == "builtin:pointmass"
+
+
+def test_replay_storage_compares_ram_with_disk(tmp_path):
+    import replay_storage
+
+    out = tmp_path / "storage.json"
+    report = replay_storage.main(["--capacity", "600", "--image-size", "16", "--batch", "2",
+                                  "--length", "8", "--batches", "3", "--folder", str(tmp_path),
+                                  "--json", str(out)])  # fmt: skip
+    memory, disk = report["rows"]
+    assert (memory["storage"], disk["storage"]) == ("memory", "disk")
+    assert memory["batches_per_s"] > 0 and disk["batches_per_s"] > 0
+    assert json.loads(out.read_text())["capacity"] == 600
+    assert list(tmp_path.iterdir()) == [out]  # the buffer and its temporary folder are gone

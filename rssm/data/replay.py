@@ -19,6 +19,7 @@ from rssm.data.episodes import (
     read_episode,
     write_episode,
 )
+from rssm.data.storage import STORAGES, allocate_on_disk, check_disk, release_disk
 
 # Per-slot bookkeeping: stream id (int32), position in the stream (int64), next slot (int64) and
 # source episode (int32: the episode file that holds the step, -1 for none yet).
@@ -77,11 +78,19 @@ class Replay:
     episode beats refusing to resume). A directory with another observation layout raises
     ``ValueError`` before anything is loaded.
 
+    With ``storage="disk"`` the per-key arrays are memory-mapped files in ``buffer`` (one file
+    per key, their blocks reserved when allocated), so the capacity may exceed RAM: the operating
+    system keeps the recently used pages in memory. Sampling, eviction, episode files and exact
+    resume are the same; the buffer files are a cache of the episode files (a resume rebuilds
+    them), deleted by :meth:`close`.
+
     Args:
         capacity: Steps held in total across workers.
         seed: Seed of the sampling generator.
         directory: Where finished episodes are written; also the default for :meth:`load`.
         preload: Load the episodes already in ``directory`` on construction.
+        storage: ``"memory"`` (numpy arrays in RAM) or ``"disk"`` (memory-mapped files).
+        buffer: The folder of the buffer files with ``storage="disk"`` (created if missing).
     """
 
     def __init__(
@@ -91,13 +100,21 @@ class Replay:
         seed: int = 0,
         directory: str | os.PathLike | None = None,
         preload: bool = False,
+        storage: str = "memory",
+        buffer: str | os.PathLike | None = None,
     ) -> None:
         if int(capacity) < 1:
             raise ValueError(f"capacity must be a positive number of steps, got {capacity}")
         if preload and directory is None:
             raise ValueError("preload=True needs a directory to load episodes from")
+        if storage not in STORAGES:
+            raise ValueError(f"replay storage {storage!r}: choose one of {', '.join(STORAGES)}")
+        if storage == "disk" and buffer is None:
+            raise ValueError('storage="disk" needs buffer=<folder> for the memory-mapped files')
         self.capacity = int(capacity)
         self.directory = None if directory is None else Path(directory)
+        self.storage = storage
+        self.buffer = None if buffer is None else Path(buffer)
         self._rng = np.random.default_rng(seed)
         self._clear()
         if preload:
@@ -178,11 +195,23 @@ class Replay:
         return int(capacity) * (_step_bytes(layout) + _META_BYTES)
 
     @classmethod
-    def check_fits(cls, obs_space_or_shapes: Any, action_dim: int, capacity: int) -> int:
+    def check_fits(
+        cls,
+        obs_space_or_shapes: Any,
+        action_dim: int,
+        capacity: int,
+        storage: str = "memory",
+        buffer: str | os.PathLike | None = None,
+    ) -> int:
         """Raises a ValueError naming ``replay.capacity`` when a replay of ``capacity`` steps
-        would need more bytes than this machine's RAM (checked before anything is allocated or
+        would need more bytes than this machine's RAM, or (``storage="disk"``) more than the
+        free space on the disk of ``buffer`` (checked before anything is allocated or
         written); returns the estimate."""
         need = cls.estimate_bytes(obs_space_or_shapes, action_dim, capacity)
+        if storage == "disk":
+            assert buffer is not None
+            check_disk(buffer, need - capacity * _META_BYTES)  # bookkeeping stays in RAM
+            return need
         physical = _physical_memory()
         if physical is not None and need > physical:
             step = max(1, need // max(1, int(capacity)))
@@ -191,7 +220,7 @@ class Replay:
                 f"replay.capacity={capacity} needs about {format_bytes(need)} of memory "
                 f"({format_bytes(step)} per step), more than this machine's "
                 f"{format_bytes(physical)} of RAM; lower replay.capacity (e.g. to {fits}, half "
-                "the RAM)"
+                "the RAM), or keep the replay on disk with replay.storage=disk"
             )
         return need
 
@@ -265,11 +294,29 @@ class Replay:
                 stacklevel=3,
             )
         self._layout = layout
-        self._data = {key: np.empty((self.capacity, *s), d) for key, (s, d) in layout.items()}
+        if self.storage == "disk":
+            assert self.buffer is not None
+            self._data = allocate_on_disk(self.buffer, layout, self.capacity)
+        else:
+            self._data = {key: np.empty((self.capacity, *s), d) for key, (s, d) in layout.items()}
         self._stream = np.zeros(self.capacity, np.int32)
         self._position = np.zeros(self.capacity, np.int64)
         self._next = np.full(self.capacity, -1, np.int64)
         self._source = np.full(self.capacity, -1, np.int32)
+
+    def reserve(self, obs_space_or_shapes: Any, action_dim: int) -> None:
+        """Allocates the storage now for steps of this observation space (instead of on the
+        first add), so that a disk-backed buffer that does not fit its disk, or a folder that
+        cannot be written, is an error before anything runs."""
+        if self._layout is None:
+            self._allocate(self._layout_from_spec(obs_space_or_shapes, action_dim))
+
+    def close(self) -> None:
+        """Releases the storage; a disk-backed buffer's files are deleted (the episode files
+        stay). The replay is empty afterwards."""
+        self._clear()
+        if self.storage == "disk" and self.buffer is not None:
+            release_disk(self.buffer)
 
     def _check_step(self, values: Mapping[str, np.ndarray]) -> None:
         assert self._layout is not None
@@ -362,7 +409,7 @@ class Replay:
         for t in range(1, length):
             index[:, t] = self._next[index[:, t - 1]]
         assert (index >= 0).all(), "a sampled sequence ran past its stream's newest step"
-        return {key: value[index] for key, value in self._data.items()}
+        return {key: np.asarray(value[index]) for key, value in self._data.items()}
 
     def _sample_starts(self, batch_size: int, length: int, hi: np.ndarray, total: int):
         """Uniform draws among held slots with ``length - 1`` held successors in their stream."""

@@ -21,7 +21,15 @@ from rssm.run.checkpoint import CheckpointError, load_checkpoint
 from rssm.run.resume import start_run_dir
 from rssm.run.run_config import Config
 
-__all__ = ["describe", "own_part", "own_state", "rank_seed", "replay_folder", "start"]
+__all__ = [
+    "buffer_folder",
+    "describe",
+    "own_part",
+    "own_state",
+    "rank_seed",
+    "replay_folder",
+    "start",
+]
 
 
 def rank_seed(seed: int, world: World) -> int:
@@ -32,6 +40,12 @@ def rank_seed(seed: int, world: World) -> int:
 def replay_folder(run_dir: Path, world: World) -> Path:
     """Where the rank writes its episode files: ``replay/`` for rank 0, ``replay-rank<r>/``."""
     return run_dir / ("replay" if world.main else f"replay-rank{world.rank}")
+
+
+def buffer_folder(config: Config, run_dir: Path, world: World) -> Path:
+    """The folder of the rank's disk-backed replay buffer (``replay.storage=disk``)."""
+    base = run_dir / "buffer" if config.replay.buffer is None else Path(config.replay.buffer)
+    return base if world.main else base.with_name(f"{base.name}-rank{world.rank}")
 
 
 def start(

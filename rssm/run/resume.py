@@ -406,6 +406,8 @@ RESUMABLE_KEYS = (
     "run.keep_checkpoints",
     "run.max_minutes",
     "run.threads",
+    "replay.storage",  # the held steps are rebuilt from the episode files either way
+    "replay.buffer",
 )
 
 

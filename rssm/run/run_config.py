@@ -83,15 +83,26 @@ class ReplayConfig:
         directory: a folder of episode files to train from with ``run.offline`` (a previous
             run's ``replay/``, or episodes written in the layout of docs/conventions.md); it is
             only read. None: the run's own ``replay/``.
+        storage: ``memory`` (arrays in RAM) or ``disk`` (memory-mapped files in ``buffer``, for
+            a capacity beyond RAM; same sampling and exact resume, the files are deleted when the
+            run ends).
+        buffer: the folder of the disk buffer; None: ``<logdir>/buffer``.
     """
 
     capacity: int = 1_000_000
     batch_size: int = 50
     length: int = 50
     directory: str | None = None
+    storage: str = "memory"
+    buffer: str | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "capacity", "batch_size", "length")
+        if self.storage not in ("memory", "disk"):
+            raise ValueError(
+                f"replay.storage {self.storage!r}: choose memory (RAM) or disk (memory-mapped "
+                "files in replay.buffer)"
+            )
 
 
 @dataclass

@@ -174,7 +174,8 @@ def _build(
     batch = distributed.split_batch(config.replay.batch_size, world.size)
     spec = env_spec(make_envs(config, 1, seed)[0])
     agent = make_agent(config, spec)  # fails before the run directory is touched
-    Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity)  # so does this
+    storage, buffer = config.replay.storage, ranks.buffer_folder(config, run_dir, world)
+    Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity, storage, buffer)
     state = ranks.start(config, run_dir, resume, older, world)
     torch.manual_seed(seed)
     eval_seed = config.seed + EVAL_SEED
@@ -189,7 +190,9 @@ def _build(
         config=config,
         spec=spec,
         agent=agent,
-        replay=Replay(config.replay.capacity, seed=seed, directory=replay_dir),
+        replay=Replay(
+            config.replay.capacity, seed=seed, directory=replay_dir, storage=storage, buffer=buffer
+        ),
         driver=Driver(
             make_envs(config, config.env.num_envs, seed, parallel=True),
             seed=seed,
@@ -225,6 +228,8 @@ def _build(
         if world.size > 1:  # one set of weights: rank 0's; each rank its own generator
             agent.load_state_dict(distributed.broadcast_object(agent.state_dict()))
             agent.generator.manual_seed(seed)
+        if storage == "disk":  # the buffer's blocks now: no full disk in the middle of a run
+            parts.replay.reserve(spec.obs_space, spec.action_dim)
         if offline:
             _load_offline(parts, spec, replay_dir)
         elif isinstance(parts.schedules.train, Ratio):
@@ -331,6 +336,14 @@ def train(config: Config, *, resume: bool = False, older: bool = False) -> Path:
 def _run(config: Config, resume: bool, older: bool = False, world: World = SINGLE) -> Path:
     run_dir = Path(config.logdir)
     parts = _build(config, run_dir, resume, older, world)
+    try:
+        return _run_parts(parts, run_dir)
+    finally:
+        parts.replay.close()  # a disk buffer's files go; the episode files stay
+
+
+def _run_parts(parts: _Parts, run_dir: Path) -> Path:
+    config, world = parts.config, parts.world
     counters, driver = parts.counters, parts.driver
     if counters.started and counters.env_steps >= config.run.steps:
         driver.close()
