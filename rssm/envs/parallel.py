@@ -9,6 +9,12 @@ to send every env its action before waiting for any of them. Workers are started
 registered by your own code must then be named ``gym:<module>:<id>`` so that the worker imports the
 module that registers it.
 
+Images travel through shared memory: for every ``uint8`` entry of a ``Dict`` observation space
+the parent allocates a block (``multiprocessing.shared_memory``) that the worker writes each
+observation into, so only the small entries (vectors, reward, flags, info) are pickled through
+the pipe. An observation whose image does not fit its declared space goes through the pipe as it
+is, for the driver's checker to name.
+
 Errors: an exception inside the worker comes back as a :class:`WorkerError` naming the env, the
 call and the exception (one line), with the worker's traceback as a note (``add_note``: shown in
 full tracebacks and in a run's ``error.log``); a worker that does not answer within ``timeout``
@@ -20,17 +26,69 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import gymnasium
+import numpy as np
 
 __all__ = ["ProcessEnv", "WorkerError"]
 
 
 class WorkerError(RuntimeError):
     """An env's worker process raised, died or did not answer in time."""
+
+
+_SHARED = "__shared__"  # an observation entry that is in its shared-memory block
+
+
+def _shared_keys(space: gymnasium.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The image entries of a Dict observation space: the ones sent through shared memory."""
+    spaces = getattr(space, "spaces", None)
+    if not isinstance(spaces, Mapping):
+        return {}
+    return {
+        key: (tuple(sub.shape), np.dtype(sub.dtype))
+        for key, sub in spaces.items()
+        if isinstance(sub, gymnasium.spaces.Box) and np.dtype(sub.dtype) == np.uint8
+    }
+
+
+def _views(blocks: Mapping[str, SharedMemory], layout: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        key: np.ndarray(layout[key][0], layout[key][1], buffer=block.buf)
+        for key, block in blocks.items()
+    }
+
+
+def _put(result: Any, command: str, views: Mapping[str, np.ndarray]) -> Any:
+    """The worker's side: the images of a reset/step result written to their blocks."""
+    if not views or command not in ("step", "reset") or not isinstance(result[0], dict):
+        return result
+    obs = dict(result[0])
+    for key, view in views.items():
+        value = obs.get(key)
+        if (
+            isinstance(value, np.ndarray)
+            and value.shape == view.shape
+            and value.dtype == view.dtype
+        ):
+            view[...] = value
+            obs[key] = _SHARED
+    return (obs, *result[1:])
+
+
+def _take(result: Any, command: str, views: Mapping[str, np.ndarray]) -> Any:
+    """The parent's side: the images of a reset/step result copied out of their blocks."""
+    if not views or command not in ("step", "reset") or not isinstance(result[0], dict):
+        return result
+    obs = {
+        key: views[key].copy() if isinstance(value, str) and value == _SHARED else value
+        for key, value in result[0].items()
+    }
+    return (obs, *result[1:])
 
 
 def _worker(make: Callable[[], gymnasium.Env], conn: Connection) -> None:
@@ -41,14 +99,20 @@ def _worker(make: Callable[[], gymnasium.Env], conn: Connection) -> None:
         conn.send(("error", (type(error).__name__, str(error), traceback.format_exc())))
         conn.close()
         return
+    blocks: dict[str, SharedMemory] = {}
+    views: dict[str, np.ndarray] = {}
     try:
         while True:
             command, data = conn.recv()
             try:
                 if command == "step":
-                    result: Any = env.step(data)
+                    result: Any = _put(env.step(data), command, views)
                 elif command == "reset":
-                    result = env.reset(**data)
+                    result = _put(env.reset(**data), command, views)
+                elif command == "share":  # the parent's blocks for the image entries
+                    blocks = {key: SharedMemory(name) for key, name in data.items()}
+                    views = _views(blocks, _shared_keys(env.observation_space))
+                    result = None
                 elif command == "action_space":
                     result = env.unwrapped.action_space
                 elif command == "close":
@@ -64,6 +128,9 @@ def _worker(make: Callable[[], gymnasium.Env], conn: Connection) -> None:
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the parent went away or was interrupted: end quietly
     finally:
+        views.clear()
+        for block in blocks.values():
+            block.close()  # the parent unlinks them
         conn.close()
 
 
@@ -96,13 +163,24 @@ class ProcessEnv(gymnasium.Env):
         self._pending: str | None = None
         self._closed = False
         self._pending = "start"
+        self._blocks: dict[str, SharedMemory] = {}
+        self._views: dict[str, np.ndarray] = {}
         spaces = self._receive("start", max(self.timeout, start_timeout))
         self.observation_space, self.action_space = spaces
+        layout = _shared_keys(self.observation_space)
+        if layout:
+            self._blocks = {
+                key: SharedMemory(create=True, size=max(1, int(np.prod(shape)) * dtype.itemsize))
+                for key, (shape, dtype) in layout.items()
+            }
+            self._send("share", {key: block.name for key, block in self._blocks.items()})
+            self._receive("share")
+            self._views = _views(self._blocks, layout)
 
     # ------------------------------------------------------------------------- gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self._send("reset", {"seed": seed, "options": options})
-        return self._receive("reset")
+        return _take(self._receive("reset"), "reset", self._views)
 
     def step(self, action: Any):
         self.step_async(action)
@@ -113,7 +191,7 @@ class ProcessEnv(gymnasium.Env):
         self._send("step", action)
 
     def step_wait(self):
-        return self._receive("step")
+        return _take(self._receive("step"), "step", self._views)
 
     @property
     def unwrapped(self) -> ProcessEnv:  # the driver's checker reads unwrapped.action_space
@@ -141,6 +219,17 @@ class ProcessEnv(gymnasium.Env):
                 self._process.terminate()
                 self._process.join(timeout=5.0)
             self._conn.close()
+            self._release()
+
+    def _release(self) -> None:
+        """Frees the shared-memory blocks (the worker has ended or been stopped)."""
+        self._views = {}
+        blocks, self._blocks = getattr(self, "_blocks", {}), {}
+        for block in blocks.values():
+            with contextlib.suppress(OSError, BufferError):
+                block.close()
+            with contextlib.suppress(OSError):
+                block.unlink()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
@@ -193,3 +282,4 @@ class ProcessEnv(gymnasium.Env):
         if self._process.is_alive():
             self._process.terminate()
         self._process.join(timeout=5.0)
+        self._release()

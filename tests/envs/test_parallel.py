@@ -46,6 +46,28 @@ def make_faulty(mode: str) -> gymnasium.Env:
     return Faulty(mode)
 
 
+class Shrinking(gymnasium.Env):
+    """Declares a 4x4x3 image but returns a 2x2x3 one from its second step."""
+
+    observation_space = spaces.Dict({"image": spaces.Box(0, 255, (4, 4, 3), np.uint8),
+                                     "state": spaces.Box(-1, 1, (2,), np.float32)})  # fmt: skip
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return {"image": np.full((4, 4, 3), 7, np.uint8), "state": np.ones(2, np.float32)}, {}
+
+    def step(self, action):
+        self.t += 1
+        size = 4 if self.t < 2 else 2
+        image = np.full((size, size, 3), self.t, np.uint8)
+        return {"image": image, "state": np.ones(2, np.float32)}, 0.0, False, False, {}
+
+
+def make_shrinking() -> gymnasium.Env:
+    return Shrinking()
+
+
 def transitions(envs, steps=60):
     driver = Driver(envs, seed=3)
     seen = []
@@ -121,3 +143,19 @@ def test_a_run_with_worker_envs_resumes_exactly(tmp_path):
     assert a["counters"] == b["counters"]
     for key, value in a["agent"]["model"].items():
         assert np.array_equal(value.numpy(), b["agent"]["model"][key].numpy()), key
+
+
+def test_images_come_through_shared_memory_and_a_wrong_shape_through_the_pipe():
+    env = ProcessEnv(make_shrinking, "shrinking")
+    try:
+        assert list(env._blocks) == ["image"]  # the uint8 entry; the vector is pickled
+        obs, _ = env.reset(seed=0)
+        assert obs["image"].shape == (4, 4, 3) and (obs["image"] == 7).all()
+        first = env.step(np.zeros(1, np.float32))[0]["image"]
+        assert (first == 1).all()
+        second = env.step(np.zeros(1, np.float32))[0]["image"]
+        assert second.shape == (2, 2, 3) and (second == 2).all()  # for the checker to name
+        assert (first == 1).all()  # a copy: the next step did not overwrite it
+    finally:
+        env.close()
+    assert env._blocks == {}
