@@ -685,11 +685,11 @@ def test_nan_in_a_batch_skips_the_update(planet_parts, key):
     term = output.terms[key]  # [B, T]: the NaN row is non-finite, the other sequence is not
     assert not torch.isfinite(term[0]).all() and torch.isfinite(term[1]).all()
     weights = [p.detach().clone() for p in agent.model.parameters()]
-    adam = agent.optimizer.state_dict()["state"]
+    adam = agent.model_opt.state_dict()["state"]
     metrics = agent.train_step(bad)
     assert metrics["model_nonfinite"] == 1.0
     assert all(torch.equal(a, b) for a, b in zip(weights, agent.model.parameters(), strict=True))
-    assert agent.optimizer.state_dict()["state"].keys() == adam.keys()
+    assert agent.model_opt.state_dict()["state"].keys() == adam.keys()
 
 
 def test_replay_skips_a_truncated_episode_and_keeps_the_others(trained, tmp_path):

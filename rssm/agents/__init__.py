@@ -15,6 +15,8 @@ _EXPORTS = {
     "PlanetCarry": "rssm.agents.planet",
     "PlanetConfig": "rssm.agents.configs",
     "RandomAgent": "rssm.agents.random",
+    "WorldModelAgent": "rssm.agents.core",
+    "WorldModelAgentConfig": "rssm.agents.configs",
     "imagined_return": "rssm.agents.planet",
 }
 __getattr__, __dir__ = attach(globals(), _EXPORTS)

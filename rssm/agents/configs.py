@@ -1,4 +1,5 @@
-"""Settings of the agents (:class:`DreamerConfig`, :class:`PlanetConfig`), apart from the torch
+"""Settings of the agents (:class:`DreamerConfig`, :class:`PlanetConfig`,
+:class:`WorldModelAgentConfig`), apart from the torch
 modules that use them so that configs never import torch."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 
 from rssm.behavior.configs import ActorCriticConfig
 
-__all__ = ["DreamerConfig", "PlanetConfig"]
+__all__ = ["DreamerConfig", "PlanetConfig", "WorldModelAgentConfig"]
 
 
 @dataclass
@@ -87,3 +88,27 @@ class PlanetConfig:
             value = getattr(self, name)
             if not value >= 0 or (name in ("lr", "clip") and value == 0):
                 raise ValueError(f"PlanetConfig.{name} must be positive, got {value!r}")
+
+
+@dataclass
+class WorldModelAgentConfig:
+    """The optimiser of the world-model-only agent (``agent: world_model``; defaults: the
+    ``rssm world-model`` job's).
+
+    Attributes:
+        lr, eps: Adam learning rate and epsilon.
+        clip: global gradient-norm clip.
+    """
+
+    lr: float = 2e-3
+    eps: float = 1e-6
+    clip: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"WorldModelAgentConfig.{name} must be > 0, got {getattr(self, name)!r}"
+                )
+        if not self.eps >= 0:
+            raise ValueError(f"WorldModelAgentConfig.eps must be >= 0, got {self.eps!r}")

@@ -26,16 +26,11 @@ from torch import Tensor
 
 from rssm.agents.base import Capabilities, Mode
 from rssm.agents.configs import DreamerConfig
+from rssm.agents.core import WorldModelAgent, floats
 from rssm.agents.optimizer import Optimizer
-from rssm.agents.runtime import (
-    Precision,
-    autocast,
-    check_device,
-    check_precision,
-    compile_blocks,
-)
+from rssm.agents.runtime import Precision, autocast, compile_blocks
 from rssm.behavior.actor_critic import ActorCritic
-from rssm.models import WorldModel, WorldModelConfig
+from rssm.models import WorldModelConfig
 from rssm.types import RSSMState
 
 __all__ = ["DreamerAgent", "DreamerCarry", "DreamerConfig"]
@@ -49,7 +44,7 @@ class DreamerCarry(NamedTuple):
     prev_action: Tensor
 
 
-class DreamerAgent:
+class DreamerAgent(WorldModelAgent):
     """A world model, an actor-critic trained in its imagination, and their three optimisers.
 
     An :class:`~rssm.agents.base.Agent` that acts in imagination with its actor.
@@ -89,23 +84,11 @@ class DreamerAgent:
         precision: Precision = "float32",
         compile: bool = False,
     ) -> None:
-        check_precision(precision)
-        check_device(device, "DreamerAgent")
-        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
-            raise ValueError(f"DreamerAgent: action_dim must be a positive int, got {action_dim!r}")
         self.config = config
-        self.action_dim = action_dim
-        self.discrete = discrete
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.model = WorldModel(obs_space, action_dim, world_model).to(device)
-            feat_dim = self.model.rssm.feat_dim
-            self.behavior = ActorCritic(
-                feat_dim, action_dim, config.actor_critic, discrete=discrete
-            ).to(device)
-        self.model_opt = Optimizer(
-            self.model.parameters(), name="model", lr=config.model_lr, eps=config.model_eps,
-            clip=config.model_clip,
+        self._setup(
+            obs_space, action_dim, world_model,
+            (config.model_lr, config.model_eps, config.model_clip), discrete=discrete,
+            seed=seed, device=device, precision=precision, compile=compile,
         )  # fmt: skip
         self.actor_opt = Optimizer(
             self.behavior.actor.parameters(), name="actor", lr=config.actor_lr,
@@ -115,12 +98,15 @@ class DreamerAgent:
             self.behavior.critic.parameters(), name="critic", lr=config.critic_lr,
             eps=config.critic_eps, clip=config.critic_clip,
         )  # fmt: skip
-        self.device, self.precision = torch.device(device), precision
         if compile:
-            compile_blocks(self.model)
             compile_blocks(self.behavior)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+
+    def _build_more(self, device: str | torch.device) -> None:
+        """The actor-critic, built after the model in the same seeded scope."""
+        feat_dim = self.model.rssm.feat_dim
+        self.behavior = ActorCritic(
+            feat_dim, self.action_dim, self.config.actor_critic, discrete=self.discrete
+        ).to(device)
 
     # ----------------------------------------------------------------------------- acting
     def initial_carry(self, num_envs: int) -> DreamerCarry:
@@ -201,11 +187,7 @@ class DreamerAgent:
             ``<name>_nonfinite`` (1 when its update was skipped) as floats.
         """
         data = self.model.preprocess(batch)
-        with autocast(self.device, self.precision):
-            output = self.model.loss(data)
-        metrics = {"model_loss": output.loss.detach()}
-        metrics.update(self.model_opt.step(output.loss))
-        metrics.update(output.metrics)
+        output, metrics = self.model_update(data)
 
         posterior, terminal = output.posterior.detach(), data["is_terminal"]  # [B, T]
         last = self.config.actor_critic.imag_last
@@ -222,8 +204,7 @@ class DreamerAgent:
         metrics.update(self.critic_opt.step(losses.critic, only_own=True))
         self.behavior.update_slow_critic()
         metrics.update(losses.metrics)
-        values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
-        return dict(zip(metrics, values, strict=True))
+        return floats(metrics)
 
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -30,14 +30,8 @@ from torch import Tensor
 
 from rssm.agents.base import Capabilities, Mode
 from rssm.agents.configs import PlanetConfig
-from rssm.agents.optimizer import Optimizer
-from rssm.agents.runtime import (
-    Precision,
-    autocast,
-    check_device,
-    check_precision,
-    compile_blocks,
-)
+from rssm.agents.core import WorldModelAgent
+from rssm.agents.runtime import Precision
 from rssm.behavior.planner import cem, shift_plan
 from rssm.models import WorldModel, WorldModelConfig
 from rssm.types import RSSMState
@@ -81,10 +75,12 @@ class PlanetCarry(NamedTuple):
     plan: Tensor
 
 
-class PlanetAgent:
+class PlanetAgent(WorldModelAgent):
     """PlaNet agent: a :class:`WorldModel`, its Adam optimiser and a CEM planner.
 
-    An :class:`~rssm.agents.base.Agent` that acts in imagination by planning.
+    An :class:`~rssm.agents.base.Agent` that acts in imagination by planning; learning, weights
+    and checkpoints are the :class:`~rssm.agents.core.WorldModelAgent` core's (one world-model
+    update per :meth:`train_step`).
 
     Args:
         obs_space: observation space (modality keys, ``EnvSpec.obs_space``).
@@ -101,7 +97,7 @@ class PlanetAgent:
 
     Attributes:
         model: the world model (trained by :meth:`train_step`, used by :meth:`policy`).
-        optimizer: :class:`~rssm.agents.optimizer.Optimizer` (Adam, clip, non-finite skip) over
+        model_opt: :class:`~rssm.agents.optimizer.Optimizer` (Adam, clip, non-finite skip) over
             ``model.parameters()``.
         generator: random generator of the planner and the exploration noise, on ``device``.
 
@@ -124,29 +120,17 @@ class PlanetAgent:
         precision: Precision = "float32",
         compile: bool = False,
     ) -> None:
-        check_precision(precision)
-        check_device(device, "PlanetAgent")
         if discrete:
             raise ValueError(
                 "PlanetAgent: discrete=True, but PlaNet's CEM planner needs continuous actions in "
                 "[-1, 1] (one-hot CEM is not supported); use the Dreamer agent for discrete "
                 "action spaces"
             )
-        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
-            raise ValueError(f"PlanetAgent: action_dim must be a positive int, got {action_dim!r}")
         self.config = config
-        self.action_dim = action_dim
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.model = WorldModel(obs_space, action_dim, world_model).to(device)
-        self.optimizer = Optimizer(
-            self.model.parameters(), name="model", lr=config.lr, eps=config.eps, clip=config.clip
-        )
-        self.device, self.precision = torch.device(device), precision
-        if compile:
-            compile_blocks(self.model)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
+        self._setup(
+            obs_space, action_dim, world_model, (config.lr, config.eps, config.clip),
+            discrete=False, seed=seed, device=device, precision=precision, compile=compile,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------------- acting
     def initial_carry(self, num_envs: int) -> PlanetCarry:
@@ -252,50 +236,6 @@ class PlanetAgent:
         if not self.config.warm_start:
             return torch.zeros_like(previous)
         return shift_plan(previous).masked_fill_(is_first[:, None, None], 0.0)
-
-    # ----------------------------------------------------------------------------- learning
-    def train_step(self, batch: Mapping[str, np.ndarray | Tensor]) -> dict[str, float]:
-        """One world-model update: loss, backward, gradient-norm clip, Adam step (skipped when
-        the loss or the gradient norm is not finite).
-
-        Args:
-            batch: replay batch [B, T, ...] (numpy or tensors): observation keys, ``action``
-                [B, T, A], ``reward`` [B, T], ``is_first`` [B, T] (and ``is_terminal`` with a
-                continue head).
-
-        Returns:
-            ``model_loss``, ``model_grad_norm`` (before clipping), ``model_nonfinite`` (1 when the
-            update was skipped for a non-finite loss or gradient) and the world model's metrics
-            (``<term>_loss``, ``kl``, ``prior_ent``, ``post_ent``, ``reward_mae``) as floats.
-        """
-        with autocast(self.device, self.precision):
-            output = self.model.loss(self.model.preprocess(batch))
-        metrics = {"model_loss": output.loss.detach()}
-        metrics.update(self.optimizer.step(output.loss))
-        metrics.update(output.metrics)
-        values = torch.stack([value.float() for value in metrics.values()]).tolist()  # one sync
-        return dict(zip(metrics, values, strict=True))
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Model weights, optimiser state and the planner's generator state."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (strict: all keys must be present)."""
-        missing = {"model", "optimizer", "generator"} - set(state)
-        if missing:
-            raise ValueError(
-                f"PlanetAgent.load_state_dict: missing keys {sorted(missing)}; pass the dict "
-                "returned by PlanetAgent.state_dict()"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
         return f"PlanetAgent({dataclasses.asdict(self.config)}, action_dim={self.action_dim})"

@@ -4,6 +4,7 @@ config, *, discrete, seed, device, precision, compile)``."""
 from __future__ import annotations
 
 from rssm.agents.base import Agent
+from rssm.agents.core import WorldModelAgent
 from rssm.agents.dreamer import DreamerAgent
 from rssm.agents.planet import PlanetAgent
 from rssm.agents.random import RandomAgent
@@ -14,4 +15,5 @@ AGENTS: dict[str, type[Agent]] = {
     "dreamer": DreamerAgent,
     "planet": PlanetAgent,
     "random": RandomAgent,
+    "world_model": WorldModelAgent,
 }

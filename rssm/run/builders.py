@@ -55,7 +55,7 @@ def make_agent(config: Config, spec: EnvSpec) -> Agent:
         spec.obs_space,
         spec.action_dim,
         config.world_model,
-        getattr(config, config.agent, None),
+        config.agent_config(),
         discrete=spec.discrete,
         seed=config.seed,
         device=config.run.device,

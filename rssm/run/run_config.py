@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rssm.agents.configs import DreamerConfig, PlanetConfig
+from rssm.agents.configs import DreamerConfig, PlanetConfig, WorldModelAgentConfig
 from rssm.models.configs import WorldModelConfig
 from rssm.models.presets import world_model_config
 
@@ -203,22 +203,31 @@ class Config:
         world_model: the agent's world model (``world_model=`` of the agent constructor).
         planet: the PlaNet agent's settings (``config=`` of :class:`~rssm.agents.PlanetAgent`).
         dreamer: the Dreamer agent's settings (``config=`` of :class:`~rssm.agents.DreamerAgent`).
+        world_model_agent: the optimiser of the world-model-only agent (``agent: world_model``,
+            :class:`~rssm.agents.WorldModelAgent`: it acts at random and learns the model).
 
-    The agent receives the section named like it (``planet`` or ``dreamer``); so any behaviour
+    The agent receives its section (:meth:`agent_config`: ``planet``, ``dreamer`` or
+    ``world_model_agent``); so any behaviour
     runs on any world model: ``--configs dreamer_v3 --agent planet`` plans with CEM on the
     categorical V3 model, ``--configs dreamer_v1 planet --agent dreamer`` learns the actor-critic
     on PlaNet's Gaussian model.
     """
 
-    agent: Literal["dreamer", "planet", "random"] = "planet"
+    agent: Literal["dreamer", "planet", "random", "world_model"] = "planet"
     seed: int = 0
     logdir: str = "runs/default"
     env: EnvConfig = field(default_factory=EnvConfig)
     world_model: WorldModelConfig = field(default_factory=lambda: world_model_config("planet"))
     planet: PlanetConfig = field(default_factory=PlanetConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    world_model_agent: WorldModelAgentConfig = field(default_factory=WorldModelAgentConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def agent_config(self) -> Any:
+        """The section of ``agent`` (``config=`` of its constructor); None for ``random``."""
+        section = {"world_model": "world_model_agent", "random": None}.get(self.agent, self.agent)
+        return None if section is None else getattr(self, section)
 
 
 @contextlib.contextmanager

@@ -233,13 +233,15 @@ def test_every_agent_has_the_agent_interface_and_declares_its_capabilities():
         "dreamer": (True, True, "actor"),
         "planet": (True, True, "planner"),
         "random": (False, False, "none"),
+        "world_model": (True, True, "none"),
     }
     for name, cls in AGENTS.items():
-        preset = {"dreamer": "dreamer_v3", "planet": "planet", "random": "planet"}[name]
+        preset = {"dreamer": "dreamer_v3", "planet": "planet"}.get(name, "planet")
         no_images = {"cnn_keys": "$^"}
         changes = {"world_model": {"encoder": no_images, "decoder": no_images}}
         config = merge(load_presets(Config, [preset, "debug"]), changes)
-        agent = cls(obs_space, 2, config.world_model, getattr(config, name, None), seed=0)
+        config = merge(config, {"agent": name})
+        agent = cls(obs_space, 2, config.world_model, config.agent_config(), seed=0)
         assert isinstance(agent, Agent), name
         caps = agent.capabilities
         assert (caps.learns, caps.world_model, caps.imagination) == expected[name], name

@@ -199,7 +199,7 @@ def test_warm_start_shifts_the_previous_plan(spec):
 def test_acting_changes_no_parameter(spec):
     agent = make_agent(spec)
     before = params(agent)
-    optim_before = agent.optimizer.state_dict()["state"]
+    optim_before = agent.model_opt.state_dict()["state"]
     carry = None
     obs = env_obs()
     for _ in range(3):
@@ -207,7 +207,7 @@ def test_acting_changes_no_parameter(spec):
         obs["is_first"][:] = False
     after = agent.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert agent.optimizer.state_dict()["state"] == optim_before == {}
+    assert agent.model_opt.state_dict()["state"] == optim_before == {}
     assert all(p.grad is None for p in agent.model.parameters())
 
 
