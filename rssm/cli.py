@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -147,8 +146,10 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
         help="train a world model on random-policy experience and score its predictions",
         description=(
             "Collect random-policy episodes, train a world model on them, and score open-loop "
-            "prediction on held-out episodes against the copy-last-frame baseline. Writes "
-            "config.json, metrics.jsonl, checkpoint.pt and open_loop.mp4 to the run directory."
+            "prediction on held-out episodes against the copy-last-frame baseline: rssm train's "
+            "offline path with the world_model agent. Writes config.yaml, metrics.jsonl, "
+            "checkpoint.pt, the episodes (episodes/, held_out/) and open_loop.mp4 to the run "
+            "directory."
         ),
     )
     _add_dataclass_options(world, WorldModelRun)
@@ -387,58 +388,33 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as file:
-        file.write(json.dumps(record) + "\n")
-
-
 def _world_model(args: argparse.Namespace) -> int:
     import numpy as np
-    from tqdm import tqdm
 
     from rssm.envs import make_env
-    from rssm.run.checkpoint import save_checkpoint
+    from rssm.models.scoring import windows
     from rssm.run.video import open_loop_frames, write_video
     from rssm.run.world_model import (
         WorldModelRun,
-        build_config,
         collect_episodes,
+        job_config,
         train_world_model,
-        windows,
     )
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelRun)}
     values["env_options"] = {**WorldModelRun().env_options, **dict(values["env_options"])}
     run = WorldModelRun(**values)
-    config = build_config(run)  # fails early on an unknown preset or size
-    make_env(run.env, **run.env_options).close()  # ... and env: before any file or progress bar
     name = run.env.replace(":", "-")
     logdir = args.logdir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    logdir.mkdir(parents=True, exist_ok=True)
-    if not os.access(logdir, os.W_OK):
-        raise PermissionError(f"run directory {logdir} is not writable")
-    resolved = {"run": dataclasses.asdict(run), "world_model": dataclasses.asdict(config)}
-    (logdir / "config.json").write_text(json.dumps(resolved, indent=2))
-    metrics_path = logdir / "metrics.jsonl"
-    bar = tqdm(total=run.updates, desc="updates", disable=args.quiet, unit="upd")
-
-    def on_metrics(update: int, metrics: dict[str, float]) -> None:
-        _write_jsonl(metrics_path, {"update": update, **metrics})
-        bar.update(update - bar.n)
-        bar.set_postfix(
-            loss=f"{metrics['loss']:.3g}",
-            open_loop=f"{metrics['open_loop_model']:.4f}",
-            copy_last=f"{metrics['open_loop_copy_last']:.4f}",
-        )
-
+    job_config(run, logdir)  # fails early on an unknown preset or size
+    make_env(run.env, **run.env_options).close()  # ... and env: before any file or progress bar
+    if (logdir / "config.yaml").exists() or (logdir / "config.json").exists():
+        raise ValueError(f"logdir {str(logdir)!r} already holds a run; choose another --logdir")
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch
     print(f"run directory: {logdir}", flush=True)
     model, summary = train_world_model(
-        run, on_metrics, say=lambda line: print(line, file=sys.stderr, flush=True)
-    )
-    bar.close()
-    checkpoint = save_checkpoint(
-        logdir / "checkpoint.pt",
-        {"model": model.state_dict(), "config": json.loads(json.dumps(resolved))},
+        run, say=lambda line: print(line, file=sys.stderr, flush=True), logdir=logdir
     )
     video = None
     if "image" in model.decoder.cnn_shapes:
@@ -460,8 +436,9 @@ def _world_model(args: argparse.Namespace) -> int:
         f"{score['ratio']:.2f}); {summary['seconds']:.0f} s"
     )
     print(f"run directory: {logdir}")
-    print(f"  metrics:    {metrics_path}")
-    print(f"  checkpoint: {checkpoint}")
+    print(f"  config:     {logdir / 'config.yaml'}")
+    print(f"  metrics:    {logdir / 'metrics.jsonl'}")
+    print(f"  checkpoint: {logdir / 'checkpoint.pt'} (rssm dream / report --run {logdir})")
     if video is not None:
         print(f"  video:      {video} (rows: truth, prediction, error)")
     return 0

@@ -32,16 +32,20 @@ def test_world_model_writes_the_run_directory(tmp_path, capsys):
     )
     assert "the first episode took " in captured.err and "for the rest" in captured.err
     assert "; training " in captured.err
-    config = json.loads((logdir / "config.json").read_text())
-    assert config["run"]["env"] == "builtin:pointmass"
-    assert config["run"]["env_options"] == {"image_size": 32}
+    config = yaml.safe_load((logdir / "config.yaml").read_text())
+    assert config["agent"] == "world_model" and config["run"]["offline"] is True
+    assert config["env"]["name"] == "builtin:pointmass" and config["env"]["image_size"] == 32
     assert config["world_model"]["rssm"]["latent"] == "categorical"
     rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
-    assert [row["update"] for row in rows] == [2, 3]
-    assert all(row["open_loop_copy_last"] > 0 for row in rows)
-    checkpoint = load_checkpoint(logdir / "checkpoint.pt")
-    assert checkpoint["config"] == config
-    assert any(key.startswith("rssm.") for key in checkpoint["model"])
+    assert [row["step"] for row in rows] == [2, 3]  # the job's steps are its updates
+    assert all(row["held_out/open_loop_copy_last"] > 0 for row in rows)
+    assert all("train/model_loss" in row for row in rows)
+    checkpoint = load_checkpoint(logdir / "checkpoint.pt")  # rssm train's: it resumes
+    assert checkpoint["config"]["agent"] == "world_model"
+    assert checkpoint["counters"]["updates"] == 3 and checkpoint["counters"]["offline"] == 1
+    assert any(key.startswith("rssm.") for key in checkpoint["agent"]["model"])
+    assert len(list((logdir / "episodes").glob("*.npz"))) == 2
+    assert len(list((logdir / "held_out").glob("*.npz"))) == 1
     videos = list(logdir.glob("open_loop.*"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
     assert not list(logdir.glob(".*"))  # no temporary files left behind

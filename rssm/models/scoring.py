@@ -10,11 +10,20 @@ they are), next to the copy-last baseline, which predicts the last observed row 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["copy_last", "open_loop_errors", "step_errors"]
+__all__ = [
+    "OpenLoopScore",
+    "copy_last",
+    "open_loop_errors",
+    "open_loop_score",
+    "step_errors",
+    "windows",
+]
 
 
 def step_errors(
@@ -59,3 +68,56 @@ def open_loop_errors(
     ours = step_errors(result.pred, result.true, images)
     baseline = step_errors(copy_last(batch, context, result.true), result.true, images)
     return {key: {"model": ours[key], "copy_last": baseline[key]} for key in ours}
+
+
+def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
+    """Non-overlapping windows of ``length`` steps inside each episode: ``[N, length, ...]``."""
+    rows: dict[str, list[np.ndarray]] = {key: [] for key in episodes[0]}
+    for episode in episodes:
+        steps = len(episode["is_first"])
+        for start in range(0, steps - length + 1, length):
+            for key, value in episode.items():
+                rows[key].append(value[start : start + length])
+    if not rows["is_first"]:
+        raise ValueError(f"windows: no episode has {length} steps")
+    return {key: np.stack(value) for key, value in rows.items()}
+
+
+class OpenLoopScore(dict):
+    """Per-pixel mean squared error in [0, 1] units of open-loop prediction and of baselines.
+
+    Keys: ``model``, ``copy_last`` (repeat the last observed frame), ``mean_frame`` (predict the
+    average held-out frame, which knows nothing of the episode), ``ratio`` (model / copy_last), and
+    ``model_per_step`` / ``copy_last_per_step`` (lists over the horizon).
+    """
+
+
+@torch.no_grad()
+def open_loop_score(
+    model: Any, data: dict[str, np.ndarray], context: int, horizon: int, key: str = "image"
+) -> OpenLoopScore:
+    """Open-loop image prediction error over ``horizon`` imagined steps after ``context`` observed.
+
+    The imagined latents are the prior's mode (``open_loop(..., sample=False)``): the score is that
+    of the model's single most likely prediction, comparable with the deterministic baseline.
+
+    Args:
+        model: the world model (:class:`~rssm.models.WorldModel`).
+        data: ``[N, >= context + horizon, ...]`` windows that each lie inside one episode.
+        context, horizon: observed and predicted steps.
+        key: the image key to score.
+    """
+    batch = model.preprocess({k: v[:, : context + horizon] for k, v in data.items()})
+    errors = open_loop_errors(model, batch, context)[key]
+    true = batch[key][:, context:].float() / 255.0
+    mean_frame = true.mean(dim=(0, 1), keepdim=True)
+    model_err, copy_err = errors["model"].mean(0), errors["copy_last"].mean(0)
+    score = OpenLoopScore(
+        model=float(model_err.mean()),
+        copy_last=float(copy_err.mean()),
+        mean_frame=float(((mean_frame - true) ** 2).mean()),
+        model_per_step=[float(x) for x in model_err],
+        copy_last_per_step=[float(x) for x in copy_err],
+    )
+    score["ratio"] = score["model"] / max(score["copy_last"], 1e-12)
+    return score

@@ -15,6 +15,8 @@ import torch
 from tqdm import tqdm
 
 from rssm.data import Driver, Replay
+from rssm.data.episodes import check_layouts, list_episodes, read_episode
+from rssm.models.scoring import open_loop_score, windows
 from rssm.run.logger import Logger
 from rssm.run.run_config import Config
 from rssm.run.video import open_loop_frames
@@ -56,6 +58,52 @@ class Stats:
         self.sums.update(state["sums"])
         self.counts.update(state["counts"])
         self.last_return = float(state["last"])
+
+
+def load_held_out(
+    config: Config, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray] | None:
+    """The windows ``[N, context + horizon, ...]`` of ``run.held_out``'s episodes that every log
+    row scores (:func:`held_out_scores`); None without ``run.held_out``.
+
+    Raises:
+        ValueError: the folder holds no episode long enough, or episodes of another layout.
+    """
+    folder = config.run.held_out
+    if folder is None:
+        return None
+    files, _ = list_episodes(folder)
+    length = config.run.held_out_context + config.run.held_out_horizon
+    if not files:
+        raise ValueError(
+            f"run.held_out {folder!r} holds no episode files; point it at a folder of episodes "
+            "(a run's replay/ or the layout of docs/conventions.md), or drop it"
+        )
+    layout, files = check_layouts(files, None, shapes)
+    episodes = [read_episode(file.path, layout) for file in files]
+    try:
+        return windows(episodes, length)
+    except ValueError:
+        raise ValueError(
+            f"run.held_out {folder!r}: no episode has the {length} steps of "
+            "run.held_out_context + run.held_out_horizon; lower them or use longer episodes"
+        ) from None
+
+
+def held_out_scores(agent: Any, config: Config, data: dict[str, np.ndarray]) -> dict[str, float]:
+    """The world model's open-loop image prediction on the held-out windows next to the
+    copy-last-frame and mean-frame baselines (:func:`rssm.models.scoring.open_loop_score`);
+    nothing for a model without a decoded image."""
+    model = agent.model
+    images = list(model.decoder.cnn_shapes)
+    if not images:
+        return {}
+    key = "image" if "image" in images else images[0]
+    score = open_loop_score(
+        model, data, config.run.held_out_context, config.run.held_out_horizon, key
+    )
+    return {f"held_out/open_loop_{name}": score[name]
+            for name in ("model", "copy_last", "mean_frame", "ratio")}  # fmt: skip
 
 
 def evaluate_episodes(agent: Any, driver: Driver, finished: list[dict[str, Any]], episodes: int):
@@ -136,6 +184,9 @@ class Reporter:
         self.clock = (now, step) if elapsed > 0 else self.clock
         replayed = counters.updates * config.replay.batch_size * config.replay.length  # all ranks
         self.logger.scalars(self.parts.stats.flush())
+        held_out = self.parts.held_out
+        if held_out is not None and self.parts.agent.capabilities.world_model:
+            self.logger.scalars(held_out_scores(self.parts.agent, config, held_out))
         ratios = {  # an offline run collects nothing: no ratio to collection
             "train/grad_steps_per_env_step": counters.updates / max(step, 1),
             "train/replay_ratio": replayed / max(counters.agent_steps * counters.world, 1),

@@ -131,6 +131,11 @@ class RunConfig:
             deleted); ``checkpoint.pt`` is always the newest.
         video_every: log an open-loop prediction video from a replay batch (0: never).
         video_context: observed rows before the open-loop prediction (at most ``length - 1``).
+        held_out: a folder of episode files (e.g. held-out random-policy episodes) on which every
+            log row scores the world model's open-loop image prediction against copy-last-frame
+            (``held_out/open_loop_*``; ``rssm world-model`` sets it); None: no such score.
+        held_out_context, held_out_horizon: observed and predicted steps of that score
+            (non-overlapping windows of ``context + horizon`` steps inside each episode).
         device: torch device of the agent.
         precision: ``bfloat16`` runs the agent's losses under autocast (opt-in; a GPU setting,
             slower on CPUs without bf16 instructions).
@@ -163,6 +168,9 @@ class RunConfig:
     keep_checkpoints: int = 3
     video_every: int = 10_000
     video_context: int = 5
+    held_out: str | None = None
+    held_out_context: int = 5
+    held_out_horizon: int = 10
     device: str = "cpu"
     precision: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
@@ -173,6 +181,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "video_context", "max_nonfinite", "keep_checkpoints")
+        _check_positive(self, "held_out_context", "held_out_horizon")
         if self.threads is not None:
             _check_positive(self, "threads")
         if self.max_minutes is not None and not self.max_minutes > 0:

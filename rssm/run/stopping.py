@@ -28,18 +28,24 @@ def check_finite(metrics: dict[str, float], counters: Any, limit: int) -> None:
     counters.nonfinite_streak += 1
     if counters.nonfinite_streak == 1:
         warnings.warn(
-            f"update {counters.updates} (env step {counters.env_steps}): non-finite loss or "
+            f"update {counters.updates}{_at(counters)}: non-finite loss or "
             f"gradient in {', '.join(skipped)}; the update was skipped",
             RuntimeWarning,
             stacklevel=2,
         )
     if counters.nonfinite_streak >= limit:
         raise NonFiniteError(
-            f"stopped at env step {counters.env_steps}: {counters.nonfinite_streak} updates in a "
+            f"stopped at update {counters.updates}{_at(counters)}: {counters.nonfinite_streak} "
+            "updates in a "
             f"row had a non-finite loss or gradient ({', '.join(skipped)}); no checkpoint was "
             "written at this step (the run directory keeps what it had). Lower the learning "
             "rates, or raise run.max_nonfinite"
         )
+
+
+def _at(counters: Any) -> str:
+    """`` (env step N)`` of a run that collects; an offline run's steps are its updates."""
+    return "" if counters.offline else f" (env step {counters.env_steps})"
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ from rssm.envs import EnvSpec, env_spec
 from rssm.run import ranks
 from rssm.run.builders import make_agent, make_envs
 from rssm.run.logger import Logger
-from rssm.run.reporting import QuietReporter, Reporter, Stats
+from rssm.run.reporting import QuietReporter, Reporter, Stats, load_held_out
 from rssm.run.resume import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -163,6 +163,7 @@ class _Parts:
     stats: Stats
     world: World  # this process's rank and the number of ranks (one, without torchrun)
     batch_size: int  # the rank's share of replay.batch_size
+    held_out: dict[str, Any] | None = None  # run.held_out's windows, scored at every log row
     carry: Any = None  # the collection policy's carry (e.g. the agent's latent states)
 
 
@@ -176,6 +177,8 @@ def _build(
     agent = make_agent(config, spec)  # fails before the run directory is touched
     storage, buffer = config.replay.storage, ranks.buffer_folder(config, run_dir, world)
     Replay.check_fits(spec.obs_space, spec.action_dim, config.replay.capacity, storage, buffer)
+    shapes = {key: space.shape for key, space in spec.obs_space.spaces.items()}
+    held_out = load_held_out(config, shapes)  # so does a bad run.held_out
     state = ranks.start(config, run_dir, resume, older, world)
     torch.manual_seed(seed)
     eval_seed = config.seed + EVAL_SEED
@@ -213,6 +216,7 @@ def _build(
         stats=Stats(),
         world=world,
         batch_size=batch,
+        held_out=held_out,
     )
     if state is not None:
         path, saved = state

@@ -1,27 +1,37 @@
 """Training a world model alone, on experience from a fixed (random) policy.
 
 This is the smallest complete job of the library: collect episodes, fit the world model, and
-measure how well it predicts the future open-loop against the copy-last-frame baseline. The
-``rssm train`` command, the world-model learning test and ``docs/results.md`` all run this code.
+measure how well it predicts the future open-loop against the copy-last-frame baseline. It is
+``rssm train``'s offline path with the world-model-only agent (:func:`job_config`): one training
+loop, one kind of checkpoint. ``rssm world-model``, the world-model learning test and
+``docs/results.md`` all run this code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rssm.agents.optimizer import MAX_NONFINITE, NonFiniteError, Optimizer
-from rssm.data import Driver, RandomPolicy, Replay, record_episodes
+from rssm.agents.configs import WorldModelAgentConfig
+from rssm.data import Driver, RandomPolicy, record_episodes
+from rssm.data.episodes import write_episode
 from rssm.envs import env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
-from rssm.models.scoring import open_loop_errors
+from rssm.models.scoring import OpenLoopScore, open_loop_score, windows
+from rssm.run.checkpoint import load_checkpoint
+from rssm.run.logger import read_metrics
 from rssm.run.reporting import duration_text
-from rssm.run.run_config import WorldModelRun
+from rssm.run.resume import CHECKPOINT_FILE
+from rssm.run.run_config import Config, EnvConfig, ReplayConfig, RunConfig, WorldModelRun
+from rssm.run.train import train
 
 __all__ = [
     "OpenLoopScore",
@@ -100,92 +110,84 @@ def collect_episodes(
         driver.close()
 
 
-def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:
-    """Non-overlapping windows of ``length`` steps inside each episode: ``[N, length, ...]``."""
-    rows: dict[str, list[np.ndarray]] = {key: [] for key in episodes[0]}
-    for episode in episodes:
-        steps = len(episode["is_first"])
-        for start in range(0, steps - length + 1, length):
-            for key, value in episode.items():
-                rows[key].append(value[start : start + length])
-    if not rows["is_first"]:
-        raise ValueError(f"windows: no episode has {length} steps")
-    return {key: np.stack(value) for key, value in rows.items()}
-
-
-class OpenLoopScore(dict):
-    """Per-pixel mean squared error in [0, 1] units of open-loop prediction and of baselines.
-
-    Keys: ``model``, ``copy_last`` (repeat the last observed frame), ``mean_frame`` (predict the
-    average held-out frame, which knows nothing of the episode), ``ratio`` (model / copy_last), and
-    ``model_per_step`` / ``copy_last_per_step`` (lists over the horizon).
-    """
-
-
-@torch.no_grad()
-def open_loop_score(
-    model: WorldModel, data: dict[str, np.ndarray], context: int, horizon: int, key: str = "image"
-) -> OpenLoopScore:
-    """Open-loop image prediction error over ``horizon`` imagined steps after ``context`` observed.
-
-    The imagined latents are the prior's mode (``open_loop(..., sample=False)``): the score is that
-    of the model's single most likely prediction, comparable with the deterministic baseline.
-
-    Args:
-        model: the world model.
-        data: ``[N, >= context + horizon, ...]`` windows that each lie inside one episode.
-        context, horizon: observed and predicted steps.
-        key: the image key to score.
-    """
-    batch = model.preprocess({k: v[:, : context + horizon] for k, v in data.items()})
-    errors = open_loop_errors(model, batch, context)[key]
-    true = batch[key][:, context:].float() / 255.0
-    mean_frame = true.mean(dim=(0, 1), keepdim=True)
-    model_err, copy_err = errors["model"].mean(0), errors["copy_last"].mean(0)
-    score = OpenLoopScore(
-        model=float(model_err.mean()),
-        copy_last=float(copy_err.mean()),
-        mean_frame=float(((mean_frame - true) ** 2).mean()),
-        model_per_step=[float(x) for x in model_err],
-        copy_last_per_step=[float(x) for x in copy_err],
+def job_config(run: WorldModelRun, logdir: Path) -> Config:
+    """The ``rssm train`` config of a world-model job: the world-model-only agent trained
+    offline from ``logdir/episodes`` for ``run.updates`` updates, scored on ``logdir/held_out``
+    at every log row (every ``run.eval_every`` updates and at the end)."""
+    options = dict(run.env_options)
+    env = {key: options.pop(key) for key in ("image_size", "action_repeat", "time_limit")
+           if key in options}  # fmt: skip
+    return Config(
+        agent="world_model",
+        seed=run.seed,
+        logdir=str(logdir),
+        env=EnvConfig(name=run.env, options=options, **env),
+        world_model=build_config(run),
+        world_model_agent=WorldModelAgentConfig(lr=run.lr, eps=run.eps, clip=run.clip),
+        replay=ReplayConfig(
+            capacity=1,
+            batch_size=run.batch_size,
+            length=run.length,
+            directory=str(logdir / EPISODES),
+        ),  # fmt: skip
+        run=RunConfig(
+            steps=run.updates,
+            offline=True,
+            seed_episodes=0,
+            eval_every=0,
+            video_every=0,
+            log_every=run.eval_every,
+            checkpoint_every=run.updates,
+            held_out=str(logdir / HELD_OUT),
+            held_out_context=run.context,
+            held_out_horizon=run.horizon,
+            device=run.device,
+            tensorboard=False,
+            threads=torch.get_num_threads(),
+        ),  # fmt: skip
     )
-    score["ratio"] = score["model"] / max(score["copy_last"], 1e-12)
-    return score
 
 
-def batches(replay: Replay, batch_size: int, length: int) -> Iterator[dict[str, np.ndarray]]:
-    """Endless ``[B, T]`` batches from ``replay``."""
-    while True:
-        yield replay.sample(batch_size, length)
+EPISODES, HELD_OUT = "episodes", "held_out"  # a job's folders of training and held-out episodes
 
 
 def train_world_model(
     run: WorldModelRun,
-    on_metrics: Callable[[int, dict[str, float]], None] | None = None,
     say: Callable[[str], None] | None = None,
+    *,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[WorldModel, dict[str, Any]]:
-    """Collect random-policy data, train a world model and score it open-loop on held-out data.
+    """Collect random-policy episodes, then train a world model on them offline with
+    ``rssm train``'s loop (:func:`job_config`: the ``world_model`` agent, the agents' optimiser
+    step with its non-finite guard, atomic exact-resume checkpoints), scoring it open-loop on
+    held-out episodes at every log row.
 
     Args:
-        run: the run's settings.
-        on_metrics: called as ``on_metrics(update, metrics)`` every ``eval_every`` updates and at
-            the end (metrics include ``open_loop_model`` and ``open_loop_copy_last``).
+        run: the job's settings.
         say: called with a line for a person at each phase: what is collected, how long the
             collection will take (timed on its first episode), what is trained.
+        logdir: the run directory (``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, and
+            the episodes in ``episodes/`` and ``held_out/``); None: a temporary one, deleted.
 
     Returns:
-        The trained model and a summary dict (final open-loop score, wall-clock seconds, ...).
+        The trained model and a summary: the final open-loop score (``open_loop``), wall-clock
+        ``seconds`` (``collect_seconds`` of them collecting), ``train_steps``,
+        ``held_out_windows``, ``parameters``, the run directory (None when temporary) and
+        ``history``: one dict per log row (``update``, ``loss``, ``grad_norm``, ``nonfinite``,
+        ``open_loop_model``, ``open_loop_copy_last``, ... and the model's metrics).
+
+    Raises:
+        NonFiniteError: ``MAX_NONFINITE`` updates in a row had a non-finite loss or gradient.
     """
-    torch.manual_seed(run.seed)
+    if logdir is None:
+        with tempfile.TemporaryDirectory(prefix="rssm-world-model-") as folder:
+            model, summary = train_world_model(run, say, logdir=Path(folder) / "run")
+        return model, {**summary, "logdir": None}
+    logdir = Path(logdir)
     start = time.perf_counter()
-    # The model first (the collection draws from numpy only, so the weights are the same): an
-    # observation it cannot take fails here, before minutes of collection.
-    spec = env_spec(make_env(run.env, **run.env_options))
-    model = WorldModel(spec.obs_space, spec.action_dim, build_config(run)).to(run.device)
-    # The agents' optimiser step: Adam, global-norm clip, and a skip of any update whose loss or
-    # gradients are not finite (counted; 20 in a row stop the run).
-    optimizer = Optimizer(model.parameters(), name="model", lr=run.lr, eps=run.eps, clip=run.clip)
-    skipped = streak = 0
+    config = job_config(run, logdir)  # an unknown preset or size fails here
+    spec = env_spec(make_env(run.env, **run.env_options))  # ... and an env that does not build
+    WorldModel(spec.obs_space, spec.action_dim, config.world_model)  # ... or fit the model
     total = run.train_episodes + run.eval_episodes
     if say is not None:
         say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
@@ -201,51 +203,42 @@ def train_world_model(
         run.env, run.train_episodes, run.seed, run.env_options, on_episode=progress
     )
     eval_eps = collect_episodes(run.env, run.eval_episodes, run.seed + 10_000, run.env_options)
-    if say is not None:
-        say(f"collected in {duration_text(time.perf_counter() - start)}; training {run.updates} "
-            f"updates of {run.batch_size}x{run.length}")  # fmt: skip
-    replay = Replay(sum(len(e["is_first"]) for e in train_eps), seed=run.seed)
-    for episode in train_eps:
-        for t in range(len(episode["is_first"])):
-            replay.add({k: v[t] for k, v in episode.items()})
-    held_out = windows(eval_eps, run.context + run.horizon)
+    for folder, episodes in ((EPISODES, train_eps), (HELD_OUT, eval_eps)):
+        for episode in episodes:
+            write_episode(logdir / folder, episode)
+    steps = sum(len(e["is_first"]) for e in train_eps)
+    config = dataclasses.replace(config, replay=dataclasses.replace(config.replay, capacity=steps))
     collect_seconds = time.perf_counter() - start
-    history = []
-    data = batches(replay, run.batch_size, run.length)
-    for update in range(1, run.updates + 1):
-        output = model.loss(model.preprocess(next(data)))
-        step = optimizer.step(output.loss)
-        if bool(step["model_nonfinite"]):
-            skipped, streak = skipped + 1, streak + 1
-            if streak >= MAX_NONFINITE:
-                raise NonFiniteError(
-                    f"stopped at update {update}: {streak} updates in a row had a non-finite "
-                    "loss or gradient; lower --lr or check the environment's observations"
-                )
-        else:
-            streak = 0
-        if update % run.eval_every == 0 or update == run.updates:
-            metrics = {k: float(v) for k, v in output.metrics.items()}
-            metrics.update(loss=output.loss.item(), grad_norm=float(step["model_grad_norm"]))
-            metrics.update(nonfinite=skipped)
-            score = open_loop_score(model, held_out, run.context, run.horizon)
-            metrics.update(
-                open_loop_model=score["model"],
-                open_loop_copy_last=score["copy_last"],
-                open_loop_mean_frame=score["mean_frame"],
-                open_loop_ratio=score["ratio"],
-                seconds=time.perf_counter() - start,
-            )
-            history.append({"update": update, **metrics})
-            if on_metrics is not None:
-                on_metrics(update, metrics)
+    if say is not None:
+        say(f"collected in {duration_text(collect_seconds)}; training {run.updates} updates of "
+            f"{run.batch_size}x{run.length}")  # fmt: skip
+    train(config)
+    model = WorldModel(spec.obs_space, spec.action_dim, config.world_model).to(run.device)
+    state = load_checkpoint(logdir / CHECKPOINT_FILE)
+    model.load_state_dict(state["agent"]["model"])
+    held_out = windows(eval_eps, run.context + run.horizon)
+    history = [_history_row(row) for row in read_metrics(logdir)]
     summary = {
-        "open_loop": score,
+        "open_loop": open_loop_score(model, held_out, run.context, run.horizon),
         "seconds": time.perf_counter() - start,
         "collect_seconds": collect_seconds,
-        "train_steps": len(replay),
+        "train_steps": steps,
         "held_out_windows": int(held_out["is_first"].shape[0]),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "logdir": logdir,
         "history": history,
     }
     return model, summary
+
+
+def _history_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row of the job as the summary's history lists it."""
+    out: dict[str, Any] = {"update": row["step"]}
+    for key, value in row.items():
+        if key.startswith("train/model_"):
+            out[key.removeprefix("train/model_")] = value  # loss, grad_norm, nonfinite
+        elif key.startswith(("train/", "held_out/")):
+            out.setdefault(key.partition("/")[2], value)
+    out["nonfinite"] = row.get("train/nonfinite", 0)  # skipped updates so far
+    out["seconds"] = row.get("time")
+    return out

@@ -88,3 +88,26 @@ def test_offline_bad_input(tmp_path, episodes):
     other = merge(offline(tmp_path, "e", episodes), {"env": {"image_size": 32}})
     with pytest.raises(ValueError, match="key 'image' has shape"):
         train(other)
+
+
+def test_the_world_model_agent_scores_held_out_episodes_at_every_log_row(tmp_path, episodes):
+    config = merge(offline(tmp_path, "wm", episodes, held_out=str(episodes)),
+                   {"agent": "world_model", "run": {"held_out_horizon": 5}})  # fmt: skip
+    quiet(config)
+    rows = read_metrics(tmp_path / "wm")
+    assert [row["step"] for row in rows] == [10, 20, 30]
+    for row in rows:
+        assert row["held_out/open_loop_copy_last"] > 0 and row["held_out/open_loop_model"] > 0
+        assert "train/model_loss" in row and "train/actor_loss" not in row
+    state = load_checkpoint(tmp_path / "wm" / "checkpoint.pt")
+    assert set(state["agent"]) == {"model", "optimizer", "generator"}
+
+
+def test_a_held_out_folder_without_episodes_is_refused_before_the_run_starts(tmp_path, episodes):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"run.held_out .*empty.* holds no episode files"):
+        train(offline(tmp_path, "a", episodes, held_out=str(empty)))
+    with pytest.raises(ValueError, match=r"no episode has the 1005 steps"):
+        train(offline(tmp_path, "b", episodes, held_out=str(episodes), held_out_horizon=1000))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
