@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from rssm.models.rssm import RSSM
-from rssm.nn.layers import MLP, BlockGRU, ConvDecoder, ConvEncoder, GRUCell, LayerNormGRU
+from rssm.nn.gru import BlockGRU, GRUCell, LayerNormGRU
+from rssm.nn.layers import MLP, ConvDecoder, ConvEncoder
 
 __all__ = ["Precision", "autocast", "check_device", "check_precision", "compile_blocks"]
 

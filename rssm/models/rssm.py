@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from rssm.kinds import GRUKind, Initial, KLScheme, Latent
 from rssm.nn.dists import Normal, OneHotCategorical
-from rssm.nn.layers import MLP, Activation, make_act, make_gru
+from rssm.nn.gru import make_gru
+from rssm.nn.layers import MLP, Activation, make_act
 from rssm.types import RSSMState
 
 __all__ = ["RSSM", "imagine"]
@@ -52,7 +53,7 @@ class RSSM(nn.Module):
         stoch: Gaussian dims, or number of categorical groups.
         classes: classes per categorical group (unused for Gaussian latents).
         units: hidden units of the input, prior and posterior layers.
-        gru: GRU core kind, see :func:`rssm.nn.layers.make_gru`.
+        gru: GRU core kind, see :func:`rssm.nn.gru.make_gru`.
         gru_layers: layers of a ``"stacked"`` core.
         gru_blocks: blocks of a ``"block"`` (block-diagonal) core.
         min_std: lower bound of the Gaussian std (PlaNet/V1: 0.1).

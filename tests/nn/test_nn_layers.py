@@ -3,17 +3,8 @@ import math
 import pytest
 import torch
 
-from rssm.nn.layers import (
-    MLP,
-    BlockGRU,
-    ConvDecoder,
-    ConvEncoder,
-    GRUCell,
-    LayerNormGRU,
-    StackedGRU,
-    conv_resolutions,
-    make_gru,
-)
+from rssm.nn.gru import BlockGRU, GRUCell, LayerNormGRU, StackedGRU, make_gru
+from rssm.nn.layers import MLP, ConvDecoder, ConvEncoder, conv_resolutions
 
 
 def test_mlp_shapes_and_hidden_output():
