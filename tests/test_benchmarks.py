@@ -234,3 +234,17 @@ def test_replay_storage_compares_ram_with_disk(tmp_path):
     assert memory["batches_per_s"] > 0 and disk["batches_per_s"] > 0
     assert json.loads(out.read_text())["capacity"] == 600
     assert list(tmp_path.iterdir()) == [out]  # the buffer and its temporary folder are gone
+
+
+def test_ddp_times_one_and_two_ranks_at_the_same_global_batch(tmp_path):
+    import ddp
+
+    out = tmp_path / "ddp.json"
+    report = ddp.main(["--configs", "dreamer_v3", "debug", "--env", "builtin:pointmass",
+                       "--ranks", "1", "2", "--updates", "2", "--warmup", "1", "--fill", "60",
+                       "--json", str(out)])  # fmt: skip
+    one, two = report["rows"]
+    assert (one["ranks"], two["ranks"]) == (1, 2)
+    assert one["per_rank_batch"] == 2 * two["per_rank_batch"] == one["global_batch"]
+    assert one["updates_per_s"] > 0 and two["updates_per_s"] > 0
+    assert json.loads(out.read_text())["env"] == "builtin:pointmass"
