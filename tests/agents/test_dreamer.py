@@ -14,8 +14,7 @@ from rssm.agents import AGENTS, DreamerAgent, DreamerConfig
 from rssm.behavior import ActorConfig, ActorCriticConfig, CriticConfig
 from rssm.cli import main
 from rssm.config import load
-from rssm.data import Replay
-from rssm.data.driver import Driver, RandomPolicy
+from rssm.data import Driver, RandomPolicy, Replay
 from rssm.envs import env_spec, make_env
 from rssm.run.checkpoint import load_checkpoint
 from rssm.run.train import Config

@@ -15,8 +15,7 @@ from rssm.agents import DreamerAgent, DreamerConfig, PlanetAgent, PlanetConfig
 from rssm.agents.optimizer import Optimizer
 from rssm.agents.runtime import compile_blocks
 from rssm.behavior import ActorConfig, ActorCriticConfig, CriticConfig
-from rssm.data import Replay
-from rssm.data.driver import Driver, RandomPolicy
+from rssm.data import Driver, RandomPolicy, Replay
 from rssm.envs import env_spec, make_env
 from rssm.run.checkpoint import load_checkpoint
 from rssm.run.train import Config, NonFiniteError, train

@@ -57,8 +57,7 @@ def agent_train(seed: int, batch_seed: int, steps: int = 2) -> dict[str, torch.T
     ``batch_seed`` (agent and torch seeded with ``seed``)."""
     from rssm.agents import DreamerAgent, DreamerConfig
     from rssm.behavior import ActorConfig, ActorCriticConfig, CriticConfig
-    from rssm.data import Replay
-    from rssm.data.driver import Driver, RandomPolicy
+    from rssm.data import Driver, RandomPolicy, Replay
     from rssm.envs import env_spec, make_env
     from rssm.run.world_model import tiny_config
 
