@@ -77,6 +77,7 @@ __all__ = [
     "train",
 ]
 
+DISTRIBUTED_TIMEOUT = 120.0  # minutes a rank waits for the others in a collective
 EVAL_SEED = 10_000  # offset of the evaluation env's seeds: it never replays training episodes
 
 
@@ -328,7 +329,9 @@ def train(config: Config, *, resume: bool = False, older: bool = False) -> Path:
         CheckpointError: resuming a run none of whose checkpoints can be read.
         DistributedError: under torchrun, another rank stopped.
     """
-    with torch_threads(config.run), distributed.session(config.run.device) as (world, device):
+    # The group's timeout outlasts any evaluation rank 0 runs while the other ranks wait.
+    session = distributed.session(config.run.device, timeout_minutes=DISTRIBUTED_TIMEOUT)
+    with torch_threads(config.run), session as (world, device):
         if world.size > 1:  # rank 0's run directory (a default one is named by the time)
             logdir = distributed.broadcast_object(config.logdir)
             config = dataclasses.replace(
