@@ -167,3 +167,45 @@ def test_pattern_keys_set_every_match_and_explicit_keys_win(tmp_path):
     (tmp_path / "bad.yaml").write_text("patterns:\n  'world_model\\.nothing': 1\n")
     with pytest.raises(ValueError, match=r"preset 'bad'.*matches no config key"):
         config_lib.load_presets(Config, ["bad"], directory=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"), [("dreamer_v2", "dreamer_v3"), ("dreamer_v1", "dreamer_v2")]
+)
+def test_an_algorithm_preset_states_exactly_its_differences_from_its_base(name, base):
+    """The keys a diff preset sets are the keys where its resolved config differs from its
+    base's: nothing repeated, nothing missing."""
+    from rssm.config.core import Replace, _read_yaml
+
+    def dotted(data, prefix=""):  # a !replace mapping is one value, as the diff sees it
+        for key, value in data.items():
+            if isinstance(value, dict) and not isinstance(value, Replace):
+                yield from dotted(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    data = dict(_read_yaml(config_lib.PRESETS_DIR / f"{name}.yaml"))
+    assert data.pop("base") == base
+    stated = set(dotted(data))
+    resolved = config_lib.diff(config_lib.load_presets(Config, [base]),
+                               config_lib.load_presets(Config, [name]))  # fmt: skip
+    assert stated == set(resolved)
+    assert config_lib.presets.with_bases([name]) == [*config_lib.presets.with_bases([base]), name]
+
+
+def test_bases_are_applied_first_and_cycles_and_unknown_bases_are_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("seed: 1\nreplay: {batch_size: 7}\n")
+    (tmp_path / "b.yaml").write_text("base: a\nseed: 2\n")
+    (tmp_path / "c.yaml").write_text("base: [b]\nworld_model: {loss_scales: !replace {kl: 2.0}}\n")
+    config = config_lib.load_presets(Config, ["c"], directory=tmp_path)
+    assert (config.seed, config.replay.batch_size) == (2, 7)
+    assert config.world_model.loss_scales == {"kl": 2.0}  # the base's keys are gone
+    merged = config_lib.merge(config, {"world_model": {"loss_scales": {"dyn": 1.0}}})
+    assert merged.world_model.loss_scales == {"kl": 2.0, "dyn": 1.0}  # a plain mapping updates
+    (tmp_path / "d.yaml").write_text("base: e\n")
+    (tmp_path / "e.yaml").write_text("base: d\n")
+    with pytest.raises(ValueError, match=r"each other's base: d -> e -> d"):
+        config_lib.load_presets(Config, ["d"], directory=tmp_path)
+    (tmp_path / "f.yaml").write_text("base: nope\n")
+    with pytest.raises(ValueError, match=r"unknown preset 'nope' \(the base of 'f'\)"):
+        config_lib.load_presets(Config, ["f"], directory=tmp_path)

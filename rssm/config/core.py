@@ -44,6 +44,14 @@ class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads ``1e-4`` and ``5E+3`` as floats (YAML 1.2)."""
 
 
+class Replace(dict):
+    """A mapping that replaces a ``dict`` field instead of updating it key by key: a preset's
+    ``loss_scales: !replace {kl: 0.1}`` drops the keys its base set."""
+
+
+_Loader.add_constructor(
+    "!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True))
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -276,7 +284,8 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, path: str = "") -> C:
 def merge(base: C, data: Mapping[str, Any], *, path: str = "") -> C:
     """A new config: ``base`` with the (partial, nested) mapping ``data`` applied on top.
 
-    Mappings update nested dataclasses and ``dict`` fields key by key; other values replace.
+    Mappings update nested dataclasses and ``dict`` fields key by key (a :class:`Replace`
+    mapping, ``!replace`` in YAML, replaces a ``dict`` field whole); other values replace.
     Works for frozen and mutable dataclasses; neither ``base`` nor ``data`` is modified and the
     result shares no mutable value with them.
 
@@ -300,6 +309,8 @@ def merge(base: C, data: Mapping[str, Any], *, path: str = "") -> C:
 
 
 def _merge_value(tp: Any, current: Any, new: Any, key: str) -> Any:
+    if isinstance(new, Replace):
+        return _check(tp, dict(new), key)
     if isinstance(new, Mapping):
         section = _dataclass_of(tp)
         if section is not None and isinstance(current, section):

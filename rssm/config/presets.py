@@ -54,18 +54,11 @@ def load_presets(
         raise TypeError(f"load_presets needs a dataclass type, got {cls!r}")
     config = merge(cls() if base is None else base, {})
     directory = Path(directory)
-    available = available_presets(directory)
-    for name in names:
-        if name not in available:
-            close = difflib.get_close_matches(name, available, n=3)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(
-                f"unknown preset {name!r}{hint} (available in {directory}: "
-                f"{', '.join(available) or 'none'})"
-            )
+    for name in with_bases(names, directory):
         file = directory / f"{name}.yaml"
         try:
             data = dict(_read_yaml(file))
+            data.pop(BASE, None)
             config = merge(config, expand_patterns(cls, data.pop(PATTERNS, None) or {}))
             config = merge(config, data)
         except ValueError as error:
@@ -78,6 +71,45 @@ def load_presets(
                 f"preset {name!r} ({file}) is not valid YAML{where}: {problem}; fix the file"
             ) from None
     return config
+
+
+BASE = "base"  # a preset's top-level name (or list) of presets it is a diff of
+
+
+def with_bases(names: Sequence[str], directory: str | os.PathLike[str] = PRESETS_DIR) -> list[str]:
+    """``names`` with each preset's ``base:`` presets (recursively) before it: the order in which
+    they are applied. A preset states only what it changes from its base (``diff`` of two
+    presets with one base shows exactly their differences).
+
+    Raises:
+        ValueError: an unknown preset (listing the available ones) or a cycle of bases.
+    """
+    directory = Path(directory)
+    available = available_presets(directory)
+    out: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            where = f" (the base of {chain[-1]!r})" if chain else ""
+            raise ValueError(
+                f"unknown preset {name!r}{where}{hint} (available in {directory}: "
+                f"{', '.join(available) or 'none'})"
+            )
+        if name in chain:
+            raise ValueError(f"presets are each other's base: {' -> '.join([*chain, name])}")
+        try:
+            bases = _read_yaml(directory / f"{name}.yaml").get(BASE) or []
+        except (yaml.YAMLError, ValueError):
+            bases = []  # load_presets names the file and the problem
+        for base in [bases] if isinstance(bases, str) else bases:
+            visit(str(base), (*chain, name))
+        out.append(name)
+
+    for name in names:
+        visit(name, ())
+    return out
 
 
 PATTERNS = "patterns"  # a preset's top-level mapping of regex -> value (see expand_patterns)
@@ -136,9 +168,10 @@ def layers(
     that a check can name where a conflicting key came from. Values of overrides are the
     unparsed text (None for a YAML ``null``)."""
     out: list[tuple[str, dict[str, Any]]] = []
-    for name in names:
+    for name in with_bases(names, directory):
         file = Path(directory) / f"{name}.yaml"
         data = dict(_read_yaml(file))
+        data.pop(BASE, None)
         data.pop(PATTERNS, None)  # regexes of model sizes: never the keys a check names
         out.append((f"preset {name!r}", dict(_dotted(data))))
     for key, value in _split_tokens(overrides):
