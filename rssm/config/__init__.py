@@ -21,19 +21,9 @@ YAML is read with ``yaml.safe_load`` rules plus one fix: ``1e-4`` (an exponent w
 float, as in YAML 1.2, not the string PyYAML makes of it.
 """
 
-from rssm.config.core import (
-    PRESETS_DIR,
-    apply_overrides,
-    diff,
-    flatten,
-    from_dict,
-    load,
-    merge,
-    save,
-    to_dict,
-    type_text,
-)
+from rssm.config.core import PRESETS_DIR, apply_overrides, from_dict, merge, type_text
 from rssm.config.help import describe, field_docs, help_text
+from rssm.config.plain import diff, flatten, load, save, to_dict
 from rssm.config.presets import PATTERNS, available_presets, expand_patterns, layers, load_presets
 
 __all__ = [

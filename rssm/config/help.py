@@ -17,10 +17,10 @@ from rssm.config.core import (
     _fields,
     _is_dataclass_type,
     _join,
-    _leaves,
     _value_text,
     type_text,
 )
+from rssm.config.plain import _leaves
 
 __all__ = ["describe", "field_docs", "help_text"]
 

@@ -18,11 +18,11 @@ from rssm.config.core import (
     C,
     _is_dataclass_type,
     _join,
-    _leaves,
     _read_yaml,
     _split_tokens,
     merge,
 )
+from rssm.config.plain import _leaves
 
 __all__ = ["PATTERNS", "available_presets", "expand_patterns", "layers", "load_presets"]
 
