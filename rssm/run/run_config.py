@@ -120,7 +120,13 @@ class RunConfig:
         train_steps: updates per ``train_every``.
         train_ratio: replayed rows per collected row (agent step); when set it wins over
             ``train_every``/``train_steps``: each agent step earns
-            ``train_ratio / (batch_size * length)`` updates, seed episodes included.
+            ``train_ratio / (batch_size * length)`` updates, seed episodes included (all of
+            their updates are made at once when training starts), unless ``seed_updates`` is set.
+        seed_updates: with ``train_ratio``: make this many updates right after the seed
+            episodes and let the ratio count from there, so the seed steps earn nothing more
+            (dreamerv3-torch's ``pretrain: 100``; DreamerV3's released loop collects no random
+            seed episodes and counts the ratio from its first update). None: the seed steps earn
+            their updates at the ratio.
         eval_every: evaluate with the ``eval`` policy on a separate env (0: never).
         eval_episodes: episodes per evaluation.
         log_every: write the averaged metrics every this many env steps (and at the end).
@@ -161,6 +167,7 @@ class RunConfig:
     train_every: int = 1000
     train_steps: int = 100
     train_ratio: float | None = None
+    seed_updates: int | None = None
     eval_every: int = 10_000
     eval_episodes: int = 1
     log_every: int = 1000
@@ -190,6 +197,8 @@ class RunConfig:
                 f"got {self.max_minutes!r}"
             )
         _check_positive(self, "steps")  # a run of 0 env steps would still collect and train
+        if self.seed_updates is not None:
+            _check_non_negative(self, "seed_updates")
         for name in ("seed_episodes", "train_every", "train_steps", "eval_every"):
             _check_non_negative(self, name)
         for name in ("eval_episodes", "log_every", "checkpoint_every", "video_every"):

@@ -132,7 +132,11 @@ class _Schedules:
         run = config.run
         if run.train_ratio is not None:  # each rank replays its share for its own steps
             length = config.replay.length
-            train: Every | Ratio = Ratio(updates_per_step(run.train_ratio, batch, length))
+            # seed_updates: the first call (after the seed episodes) returns them and sets the
+            # ratio's origin; otherwise _build sets the origin at step 0 (seed steps earn updates)
+            train: Every | Ratio = Ratio(
+                updates_per_step(run.train_ratio, batch, length), initial=run.seed_updates or 0
+            )
         else:
             train = Every(run.train_every)
         return cls(
@@ -237,7 +241,7 @@ def _build(
             parts.replay.reserve(spec.obs_space, spec.action_dim)
         if offline:
             _load_offline(parts, spec, replay_dir)
-        elif isinstance(parts.schedules.train, Ratio):
+        elif isinstance(parts.schedules.train, Ratio) and config.run.seed_updates is None:
             parts.schedules.train(0)  # the ratio counts from step 0: seed steps earn updates
     parts.driver.on_step(parts.replay.add)
     parts.driver.on_step(parts.counters.on_step)

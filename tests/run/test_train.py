@@ -73,6 +73,20 @@ def test_train_ratio_gives_expected_number_of_updates(tmp_path):
     assert abs(updates - agent_steps * 0.5) <= 1, (updates, agent_steps)
 
 
+def test_seed_updates_replace_what_the_seed_steps_earn(tmp_path):
+    """run.seed_updates: that many updates after the seed episodes, then the ratio counts from
+    the end of the seed phase (instead of 0.5 x the seed steps at once)."""
+    settings = {"train_ratio": 8.0, "seed_updates": 3, "video_every": 0, "eval_every": 0}
+    config = debug_config(tmp_path, run=settings)
+    seed_steps = config.run.seed_episodes * 51  # the debug env's episodes: 51 agent steps
+    assert seed_steps > 0
+    state = load_checkpoint(run(config) / "checkpoint.pt")
+    agent_steps, updates = state["counters"]["agent_steps"], state["counters"]["updates"]
+    assert abs(updates - (3 + (agent_steps - seed_steps) * 0.5)) <= 1, (updates, agent_steps)
+    with pytest.raises(ValueError, match="seed_updates must be an int >= 0"):
+        debug_config(tmp_path, run={"seed_updates": -1})
+
+
 def test_resume_continues_the_run_and_checks_the_config(tmp_path):
     config = debug_config(tmp_path, run={"steps": 100, "eval_every": 0, "video_every": 0})
     run_dir = run(config)
