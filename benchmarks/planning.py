@@ -22,7 +22,10 @@ Planners run in the same process on the same weights:
   ``--no-compile`` leaves it out (compiling takes a minute or so on 2 CPU cores);
 - ``reference``: what a typical implementation looks like, written here: per iteration a
   ``torch.distributions.Normal`` sample, then a plain Python loop of ``rssm.img_step`` and the
-  reward head per step, ``argsort`` for the elites and their mean and std.
+  reward head per step, ``argsort`` for the elites and their mean and std;
+- ``Kaixhin/PlaNet`` (with ``--kaixhin PATH``, a checkout fetched for comparison): that
+  project's TorchScript ``MPCPlanner`` over its own transition and reward models built at the
+  same sizes (its own random weights: the shapes, and so the FLOPs, match).
 
 Each is warmed up once, then timed ``--repeats`` times, interleaved (library, reference, ...,
 library, ...) so that a change of machine load hits all alike; the median is reported. With
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import os
 import statistics
 import sys
@@ -136,6 +140,34 @@ def reference_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
     return plan
 
 
+def kaixhin_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
+    """Kaixhin/PlaNet's ``MPCPlanner`` (TorchScript), imported from the checkout at
+    ``--kaixhin`` (fetched for comparison, never vendored), over its own transition and reward
+    models built at this model's sizes (deterministic and stochastic state, hidden units, reward
+    MLP): the same matmul shapes, so the timing compares the planners, not the models. It returns
+    the first action only."""
+    sys.path.insert(0, str(args.kaixhin))
+    try:
+        models = importlib.import_module("models")
+        planner = importlib.import_module("planner")
+    finally:
+        sys.path.remove(str(args.kaixhin))
+    config = world_model_config("planet")
+    deter, stoch = config.rssm.deter, config.rssm.stoch
+    device = next(model.parameters()).device
+    transition = models.TransitionModel(deter, stoch, ACTION_DIM, config.rssm.units, 1024)
+    reward = models.RewardModel(deter, stoch, config.reward_head.units)
+    mpc = planner.MPCPlanner(
+        ACTION_DIM, args.horizon, args.iterations, args.candidates, args.elites,
+        transition.to(device).eval(), reward.to(device).eval(), LOW, HIGH,
+    )  # fmt: skip
+
+    def plan(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
+        return mpc(state.deter, state.stoch)[0]  # [A]: the first action of the plan
+
+    return plan
+
+
 def make_planners(model: WorldModel, args: argparse.Namespace) -> dict[str, Planner]:
     """The planners, each wrapped in ``torch.no_grad``."""
     planners = {"library": library_planner(model, args)}
@@ -144,6 +176,8 @@ def make_planners(model: WorldModel, args: argparse.Namespace) -> dict[str, Plan
         compile_blocks(compiled)
         planners["library, compiled"] = library_planner(compiled, args)
     planners["reference"] = reference_planner(model, args)
+    if args.kaixhin is not None:
+        planners["Kaixhin/PlaNet"] = kaixhin_planner(model, args)
 
     def no_grad(fn: Planner) -> Planner:
         def run(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
@@ -183,7 +217,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for name, call in calls.items():
         first = timed(call, device)  # warm-up (and compilation)
         plan = call()
-        assert plan.shape == (args.horizon, ACTION_DIM), f"{name}: plan {tuple(plan.shape)}"
+        expected = (ACTION_DIM,) if name == "Kaixhin/PlaNet" else (args.horizon, ACTION_DIM)
+        assert plan.shape == expected, f"{name}: plan {tuple(plan.shape)}"
         assert bool(((plan >= LOW) & (plan <= HIGH)).all()), f"{name}: plan outside bounds"
         # A compiled call does the eager library's matmuls; the counter sees only eager ops.
         flops = results["library"]["flops"] if "compiled" in name else count_flops(call)
@@ -273,6 +308,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds per size of the fp32 matmul throughput measurement (before and after)",
     )
     parser.add_argument("--profile", type=int, default=0, help="print top-N profiler rows")
+    parser.add_argument(
+        "--kaixhin",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a checkout of Kaixhin/PlaNet: also time its MPCPlanner at the same sizes",
+    )
     parser.add_argument(
         "--malloc",
         choices=["keep", "default"],
