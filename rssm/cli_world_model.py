@@ -100,13 +100,12 @@ def run_world_model(args: argparse.Namespace) -> int:
     """``rssm world-model``: collect, train offline with ``rssm train``'s loop, score, video."""
     import numpy as np
 
-    from rssm.envs import make_env
     from rssm.models.scoring import windows
     from rssm.run.video import open_loop_frames, write_video
     from rssm.run.world_model import (
         WorldModelRun,
+        check_job,
         collect_episodes,
-        job_config,
         train_world_model,
     )
 
@@ -115,10 +114,7 @@ def run_world_model(args: argparse.Namespace) -> int:
     run = WorldModelRun(**values)
     name = run.env.replace(":", "-")
     logdir = args.logdir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    job_config(run, logdir)  # fails early on an unknown preset or size
-    make_env(run.env, **run.env_options).close()  # ... and env: before any file or progress bar
-    if (logdir / "config.yaml").exists() or (logdir / "config.json").exists():
-        raise ValueError(f"logdir {str(logdir)!r} already holds a run; choose another --logdir")
+    check_job(run, logdir)  # a bad preset, env or logdir fails before any output
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch
     print(f"run directory: {logdir}", flush=True)

@@ -32,7 +32,6 @@ __all__ = [
     "active",
     "average_gradients",
     "broadcast_object",
-    "broadcast_parameters",
     "gather",
     "gather_objects",
     "rank",
@@ -214,12 +213,3 @@ def broadcast_object(value: Any) -> Any:
     box = [value]
     _call("a broadcast from rank 0", torch.distributed.broadcast_object_list, box, src=0)
     return box[0]
-
-
-def broadcast_parameters(modules: Iterable[torch.nn.Module]) -> None:
-    """Copies rank 0's parameters and buffers into every rank's ``modules``."""
-    if not active():
-        return
-    for module in modules:
-        for tensor in [*module.parameters(), *module.buffers()]:
-            _call("the weight broadcast", torch.distributed.broadcast, tensor.data, src=0)

@@ -21,6 +21,7 @@ from torch import Tensor
 from rssm.agents.base import Capabilities, Mode
 from rssm.agents.configs import WorldModelAgentConfig
 from rssm.agents.optimizer import Optimizer
+from rssm.agents.random import uniform_actions
 from rssm.agents.runtime import Precision, autocast, check_device, check_precision, compile_blocks
 from rssm.models import WorldModel, WorldModelConfig
 
@@ -119,12 +120,7 @@ class WorldModelAgent:
             name = type(self).__name__
             raise ValueError(f"{name}.policy: mode={mode!r}; use 'explore' or 'eval'")
         num = len(obs["is_first"])
-        if self.discrete:
-            index = torch.randint(self.action_dim, (num,), generator=self.generator,
-                                  device=self.device)  # fmt: skip
-            return None, torch.nn.functional.one_hot(index, self.action_dim).float()
-        action = torch.rand(num, self.action_dim, generator=self.generator, device=self.device)
-        return None, action * 2.0 - 1.0
+        return None, uniform_actions(num, self.action_dim, self.discrete, self.generator)
 
     # ----------------------------------------------------------------------------- learning
     def model_update(self, data: Mapping[str, Tensor]) -> tuple[Any, dict[str, Tensor]]:

@@ -16,7 +16,20 @@ from torch import Tensor
 from rssm.agents.base import Capabilities
 from rssm.agents.runtime import check_device
 
-__all__ = ["RandomAgent"]
+__all__ = ["RandomAgent", "uniform_actions"]
+
+
+def uniform_actions(
+    num: int, action_dim: int, discrete: bool, generator: torch.Generator
+) -> Tensor:
+    """``[num, action_dim]`` actions uniform in [-1, 1], or uniform one-hot ones when
+    ``discrete``, drawn from ``generator`` on its device."""
+    device = generator.device
+    if discrete:
+        index = torch.randint(action_dim, (num,), generator=generator, device=device)
+        return torch.nn.functional.one_hot(index, action_dim).float()
+    action = torch.rand((num, action_dim), generator=generator, device=device)
+    return action.mul_(2.0).sub_(1.0)
 
 
 class RandomAgent:
@@ -71,17 +84,7 @@ class RandomAgent:
         if mode not in ("explore", "eval"):
             raise ValueError(f"RandomAgent.policy: mode={mode!r}; use 'explore' or 'eval'")
         num = len(obs["is_first"])
-        if self.discrete:
-            index = torch.randint(
-                self.action_dim, (num,), generator=self.generator, device=self.device
-            )
-            action = torch.nn.functional.one_hot(index, self.action_dim).float()
-        else:
-            action = torch.rand(
-                (num, self.action_dim), generator=self.generator, device=self.device
-            )
-            action = action.mul_(2.0).sub_(1.0)
-        return carry, action
+        return carry, uniform_actions(num, self.action_dim, self.discrete, self.generator)
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         """Nothing to learn: returns ``{}``."""

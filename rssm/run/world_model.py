@@ -23,7 +23,7 @@ import torch
 from rssm.agents.configs import WorldModelAgentConfig
 from rssm.data import Driver, RandomPolicy, record_episodes
 from rssm.data.episodes import write_episode
-from rssm.envs import env_spec, make_env
+from rssm.envs import EnvSpec, env_spec, make_env
 from rssm.models import WorldModel, WorldModelConfig, world_model_config
 from rssm.models.scoring import OpenLoopScore, open_loop_score, windows
 from rssm.run.checkpoint import load_checkpoint
@@ -148,6 +148,19 @@ def job_config(run: WorldModelRun, logdir: Path) -> Config:
     )
 
 
+def check_job(run: WorldModelRun, logdir: Path) -> tuple[Config, EnvSpec]:
+    """The job's config and its env's spec, after the checks that fail before anything is
+    collected or written: a known preset and size, an env that builds, a ``logdir`` that holds
+    no run."""
+    config = job_config(run, logdir)
+    env = make_env(run.env, **run.env_options)
+    spec = env_spec(env)
+    env.close()
+    if (logdir / "config.yaml").exists() or (logdir / "config.json").exists():
+        raise ValueError(f"logdir {str(logdir)!r} already holds a run; choose another --logdir")
+    return config, spec
+
+
 EPISODES, HELD_OUT = "episodes", "held_out"  # a job's folders of training and held-out episodes
 
 
@@ -185,9 +198,8 @@ def train_world_model(
         return model, {**summary, "logdir": None}
     logdir = Path(logdir)
     start = time.perf_counter()
-    config = job_config(run, logdir)  # an unknown preset or size fails here
-    spec = env_spec(make_env(run.env, **run.env_options))  # ... and an env that does not build
-    WorldModel(spec.obs_space, spec.action_dim, config.world_model)  # ... or fit the model
+    config, spec = check_job(run, logdir)
+    WorldModel(spec.obs_space, spec.action_dim, config.world_model)  # ... or a model that fits
     total = run.train_episodes + run.eval_episodes
     if say is not None:
         say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
