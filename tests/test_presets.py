@@ -3,6 +3,7 @@ Python world-model presets and the papers' parameter counts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -92,14 +93,49 @@ def test_v3_sizes_compose_with_suites(size):
         assert 0.8 < params / nominal < 1.3, (size, params)
 
 
+# world_model_config(name, size) loads the YAML presets; what it returns for every name and size
+# is pinned (captured from the Python builders it replaced), parameter counts with it.
+WORLD_MODELS = Path(__file__).parent / "golden" / "world_model_presets.json"
+
+
+def test_world_model_configs_equal_the_pinned_ones():
+    from rssm.models.presets import PRESET_SIZES
+
+    golden = json.loads(WORLD_MODELS.read_text())
+    seen = []
+    for name, sizes in PRESET_SIZES.items():
+        for size in sizes:
+            key = f"{name}:{size}" if size else name
+            got = json.loads(json.dumps(dataclasses.asdict(world_model_config(name, size)),
+                                        sort_keys=True, default=str))  # fmt: skip
+            assert got == golden[key], key
+            seen.append(key)
+    assert sorted(seen) == sorted(golden)
+
+
 @pytest.mark.parametrize(
-    ("preset", "name", "size"),
-    [("planet", "planet", None), ("dreamer_v1", "dreamer_v1", None),
-     ("dreamer_v2", "dreamer_v2", "atari"), ("dreamer_v3", "dreamer_v3", "s")],
+    ("stack", "name", "size"),
+    [(["planet"], "planet", None), (["dreamer_v1"], "dreamer_v1", None),
+     (["dreamer_v2"], "dreamer_v2", "atari"), (["dreamer_v2", "v2_dmc"], "dreamer_v2", "dmc"),
+     (["dreamer_v3"], "dreamer_v3", "s"), (["dreamer_v3", "dmc_proprio", "xs"], "dreamer_v3", "xs")],
 )  # fmt: skip
-def test_yaml_world_models_equal_the_python_presets(preset, name, size):
-    config = config_lib.load_presets(Config, [preset])
+def test_run_presets_hold_the_named_world_models(stack, name, size):
+    config = config_lib.load_presets(Config, stack)
     assert config.world_model == world_model_config(name, size)
+
+
+def test_v2_dmc_states_the_papers_dmc_setting():
+    config = config_lib.load_presets(Config, ["dreamer_v2", "v2_dmc"])
+    model, ac = config.world_model, config.dreamer.actor_critic
+    assert (model.rssm.deter, model.encoder.cnn_depth, model.predict_cont) == (200, 32, False)
+    assert model.kl.free_nats == 1.0 and model.loss_scales == {"kl": 1.0}
+    assert (ac.entropy, ac.discount, ac.actor_grad_cont) == (1e-4, 0.99, "dynamics")
+
+
+def test_world_model_config_returns_a_fresh_copy():
+    a = world_model_config("dreamer_v3", "xs")
+    a.rssm.deter = 7
+    assert world_model_config("dreamer_v3", "xs").rssm.deter == 256
 
 
 def test_versions_differ_by_options_of_shared_parts():

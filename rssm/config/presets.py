@@ -39,8 +39,13 @@ def load_presets(
     *,
     directory: str | os.PathLike[str] = PRESETS_DIR,
     base: C | None = None,
+    only: str | None = None,
 ) -> C:
     """Applies presets ``<directory>/<name>.yaml`` in order on top of ``base`` (default ``cls()``).
+
+    ``only``: apply just this top-level section of each preset (and the pattern keys that fall in
+    it), for a ``cls`` that holds only that section (e.g. the world model of
+    :func:`rssm.models.world_model_config`).
 
     Raises:
         ValueError: an unknown preset name (listing the available ones), or a preset with an
@@ -59,7 +64,11 @@ def load_presets(
         try:
             data = dict(_read_yaml(file))
             data.pop(BASE, None)
-            config = merge(config, expand_patterns(cls, data.pop(PATTERNS, None) or {}))
+            patterns = expand_patterns(cls, data.pop(PATTERNS, None) or {}, strict=only is None)
+            if only is not None:
+                patterns = {only: patterns[only]} if only in patterns else {}
+                data = {only: data[only]} if only in data else {}
+            config = merge(config, patterns)
             config = merge(config, data)
         except ValueError as error:
             raise ValueError(f"preset {name!r} ({file}): {error}") from None
@@ -115,7 +124,9 @@ def with_bases(names: Sequence[str], directory: str | os.PathLike[str] = PRESETS
 PATTERNS = "patterns"  # a preset's top-level mapping of regex -> value (see expand_patterns)
 
 
-def expand_patterns(cls: type, patterns: Mapping[str, Any]) -> dict[str, Any]:
+def expand_patterns(
+    cls: type, patterns: Mapping[str, Any], *, strict: bool = True
+) -> dict[str, Any]:
     """A nested mapping that sets every leaf key of ``cls`` (dotted, e.g.
     ``world_model.rssm.units``) that one of the ``patterns`` matches in full (``re.fullmatch``)
     to its value; a later pattern wins where several match. A preset states them under
@@ -123,7 +134,7 @@ def expand_patterns(cls: type, patterns: Mapping[str, Any]) -> dict[str, Any]:
     ``'.*\\.(units|mlp_units)': 640``.
 
     Raises:
-        ValueError: a pattern that is not a valid regex or matches no key.
+        ValueError: a pattern that is not a valid regex, or (``strict``) matches no key.
     """
     if not isinstance(patterns, Mapping):
         raise ValueError(f"'{PATTERNS}' must map regexes to values, got {type(patterns).__name__}")
@@ -135,7 +146,7 @@ def expand_patterns(cls: type, patterns: Mapping[str, Any]) -> dict[str, Any]:
         except re.error as error:
             raise ValueError(f"pattern {pattern!r} is not a valid regex ({error})") from None
         matched = [key for key in keys if regex.fullmatch(key)]
-        if not matched:
+        if not matched and strict:
             raise ValueError(
                 f"pattern {pattern!r} matches no config key; keys look like "
                 "'world_model.rssm.units' (matched in full)"
