@@ -13,12 +13,13 @@ One planned action is one planning call for one environment from its current pos
 
 Planners run in the same process on the same weights:
 
-- ``library``: :func:`rssm.behavior.cem` with the PlaNet agent's objective,
-  :func:`rssm.agents.planet.imagined_return`: all K candidates rolled out at once through
+- ``library``: the PlaNet agent's planner entry point, :meth:`rssm.agents.PlanetAgent.plan`
+  (:func:`rssm.behavior.cem` over its objective, :func:`rssm.agents.planet.imagined_return`),
+  on the same weights: all K candidates rolled out at once through
   :meth:`RSSM.imagine`, the reward head's mode summed over imagined steps 1..H (one step at a
   time, so that its [K, 300] intermediates stay in the cache);
 - ``library, compiled``: the same on a copy of the model compiled as ``run.compile`` does
-  (:func:`rssm.agents.runtime.compile_blocks`: the fused RSSM prior step, the reward MLP);
+  (``PlanetAgent(compile=True)``: the fused RSSM prior step, the reward MLP);
   ``--no-compile`` leaves it out (compiling takes a minute or so on 2 CPU cores);
 - ``reference``: what a typical implementation looks like, written here: per iteration a
   ``torch.distributions.Normal`` sample, then a plain Python loop of ``rssm.img_step`` and the
@@ -40,7 +41,6 @@ The achieved rate is stated as a fraction of the fp32 matmul throughput measured
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import os
 import statistics
@@ -62,9 +62,7 @@ import numpy as np  # noqa: E402
 from results import align, publish  # noqa: E402
 from throughput import count_flops, cpu_name, matmul_flops, sync, timed  # noqa: E402
 
-from rssm.agents.planet import imagined_return  # noqa: E402
-from rssm.agents.runtime import compile_blocks  # noqa: E402
-from rssm.behavior import cem  # noqa: E402
+from rssm.agents import PlanetAgent, PlanetConfig  # noqa: E402
 from rssm.models import WorldModel, world_model_config  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
 from rssm.types import RSSMState  # noqa: E402
@@ -94,26 +92,25 @@ def build(device: torch.device) -> tuple[WorldModel, RSSMState]:
     return model, posterior
 
 
-def library_planner(model: WorldModel, args: argparse.Namespace) -> Planner:
-    """``plan(state [1], mean [H, A], std [H, A]) -> mean [H, A]``: :func:`rssm.behavior.cem` over
-    the PlaNet agent's objective (:func:`rssm.agents.planet.imagined_return`)."""
+def library_planner(model: WorldModel, args: argparse.Namespace, compile: bool = False) -> Planner:
+    """``plan(state [1], mean [H, A], std [H, A]) -> mean [H, A]``: :meth:`PlanetAgent.plan` (CEM
+    over :func:`rssm.agents.planet.imagined_return`) of an agent holding ``model``'s weights;
+    ``compile``: its building blocks compiled as ``run.compile`` does. The initial std is the
+    config's (PlaNet: 1, as the other planners' ``std``)."""
+    config = PlanetConfig(
+        horizon=args.horizon, candidates=args.candidates, elites=args.elites,
+        iterations=args.iterations, init_std=1.0,
+    )  # fmt: skip
+    device = next(model.parameters()).device
+    agent = PlanetAgent(
+        gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)}),
+        ACTION_DIM, world_model_config("planet"), config, device=device, compile=compile,
+    )  # fmt: skip
+    agent.model.load_state_dict(model.state_dict())
+    agent.model.eval()
 
     def plan(state: RSSMState, mean: Tensor, std: Tensor) -> Tensor:
-        def objective(actions: Tensor) -> Tensor:  # [N, K, H, A] -> [N, K]
-            n, k = actions.shape[:2]
-            start = state.map(lambda x: x.repeat_interleave(k, 0))  # [N*K]
-            return imagined_return(model, start, actions.flatten(0, 1)).view(n, k)
-
-        return cem(
-            objective,
-            mean,
-            std,
-            iterations=args.iterations,
-            candidates=args.candidates,
-            elites=args.elites,
-            low=LOW,
-            high=HIGH,
-        )
+        return agent.plan(state, mean[None])[0]
 
     return plan
 
@@ -172,9 +169,7 @@ def make_planners(model: WorldModel, args: argparse.Namespace) -> dict[str, Plan
     """The planners, each wrapped in ``torch.no_grad``."""
     planners = {"library": library_planner(model, args)}
     if args.compile:
-        compiled = copy.deepcopy(model)
-        compile_blocks(compiled)
-        planners["library, compiled"] = library_planner(compiled, args)
+        planners["library, compiled"] = library_planner(model, args, compile=True)
     planners["reference"] = reference_planner(model, args)
     if args.kaixhin is not None:
         planners["Kaixhin/PlaNet"] = kaixhin_planner(model, args)

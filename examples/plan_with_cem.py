@@ -3,20 +3,20 @@
     python examples/plan_with_cem.py --run runs/<a planet run>    # e.g. from `rssm train`
     python examples/plan_with_cem.py --quick                      # trains a tiny run first
 
-Each env step: the agent's world model filters the observation into a posterior state, ``cem``
-searches action sequences by their predicted return from that state (the agent's
-``planning_objective``) and the first action of the best plan is executed. This is what the
-agent's own ``policy`` does; here the planner's settings are yours to change.
+Each env step: the agent's world model filters the observation into a posterior state,
+``agent.plan`` searches action sequences with CEM by their predicted return from that state (the
+agent's ``planning_objective``) and the first action of the best plan is executed. This is what the
+agent's own ``policy`` does; here the planner's settings (a copy of the agent's config) are yours.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
 
-from rssm import cem
 from rssm.config import load_presets, merge
 from rssm.run.runs import load_run
 from rssm.run.train import Config, make_envs, train
@@ -47,19 +47,16 @@ def main() -> None:
     state, prev_action = None, torch.zeros(1, agent.action_dim)
     total, done = 0.0, False
     generator = torch.Generator().manual_seed(0)
+    planner = dataclasses.replace(
+        agent.config, iterations=args.iterations, candidates=args.candidates,
+        elites=args.elites, init_std=1.0,
+    )  # fmt: skip
     with torch.no_grad():
         while not done:
             batch = model.preprocess({key: value[None] for key, value in obs.items()})
             state = model.obs_step(state, prev_action, batch)  # posterior after this observation
-            plan = cem(
-                agent.planning_objective(state),  # predicted return of candidate sequences
-                torch.zeros(1, args.horizon, agent.action_dim),
-                1.0,
-                iterations=args.iterations,
-                candidates=args.candidates,
-                elites=args.elites,
-                generator=generator,
-            )
+            plan = agent.plan(state, torch.zeros(1, args.horizon, agent.action_dim), generator,
+                              config=planner)  # fmt: skip
             prev_action = plan[:, 0]
             obs, reward, terminated, truncated, _ = env.step(prev_action[0].numpy())
             total += float(reward)

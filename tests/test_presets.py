@@ -117,7 +117,8 @@ def test_world_model_configs_equal_the_pinned_ones():
     ("stack", "name", "size"),
     [(["planet"], "planet", None), (["dreamer_v1"], "dreamer_v1", None),
      (["dreamer_v2"], "dreamer_v2", "atari"), (["dreamer_v2", "v2_dmc"], "dreamer_v2", "dmc"),
-     (["dreamer_v3"], "dreamer_v3", "s"), (["dreamer_v3", "dmc_proprio", "xs"], "dreamer_v3", "xs")],
+     (["dreamer_v3"], "dreamer_v3", "s"),
+     (["dreamer_v3", "dmc_proprio", "xs"], "dreamer_v3", "xs")],
 )  # fmt: skip
 def test_run_presets_hold_the_named_world_models(stack, name, size):
     config = config_lib.load_presets(Config, stack)

@@ -189,28 +189,37 @@ class PlanetAgent(WorldModelAgent):
         return PlanetCarry(state, action, plan), action
 
     def plan(
-        self, start: RSSMState, initial: Tensor, generator: torch.Generator | None = None
+        self,
+        start: RSSMState,
+        initial: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        config: PlanetConfig | None = None,
     ) -> Tensor:
-        """The planner: CEM with this agent's settings (``config``: candidates, elites,
-        iterations, initial std) over action sequences in [-1, 1] scored by
-        :meth:`planning_objective` from ``start`` [N]; returns the final plan mean [N, H, A].
+        """The planner, the one entry point for the agent and the tools: CEM over action
+        sequences in [-1, 1] scored by :meth:`planning_objective` from ``start`` [N]; returns
+        the final plan mean [N, H, A] (H = ``initial``'s).
 
         Args:
             start: posterior states [N] to plan from.
             initial: the initial CEM mean [N, H, A] (zeros, or a shifted previous plan).
             generator: the candidates' random generator; None uses the agent's ``generator``.
+            config: planner settings (candidates, elites, iterations, initial std) other than
+                the agent's own ``config``, e.g. ``dataclasses.replace(agent.config,
+                candidates=100)``.
         """
+        config = self.config if config is None else config
         return cem(
             self.planning_objective(start),
             initial,
-            self.config.init_std,
-            iterations=self.config.iterations,
-            candidates=self.config.candidates,
-            elites=self.config.elites,
+            config.init_std,
+            iterations=config.iterations,
+            candidates=config.candidates,
+            elites=config.elites,
             low=-1.0,
             high=1.0,
             generator=self.generator if generator is None else generator,
-        )
+        ).mean
 
     def planning_objective(self, start: RSSMState) -> Callable[[Tensor], Tensor]:
         """The CEM objective from posterior ``start`` [N]: predicted return of each candidate.

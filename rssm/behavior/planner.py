@@ -21,14 +21,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["CEMResult", "cem", "cem_with_info", "shift_plan"]
+__all__ = ["CEMResult", "cem", "shift_plan"]
 
 Objective = Callable[[Tensor], Tensor]
 _NEG_INF = float("-inf")
 
 
 class CEMResult(NamedTuple):
-    """Final plan distribution of :func:`cem_with_info`.
+    """What :func:`cem` returns: the final plan distribution and its best score.
 
     Shapes follow the ``mean`` given to the planner: ``[H, A]`` / ``[]`` for one environment,
     ``[N, H, A]`` / ``[N]`` for N environments.
@@ -58,8 +58,8 @@ def cem(
     generator: torch.Generator | None = None,
     min_std: float = 0.0,
     momentum: float = 0.0,
-) -> Tensor:
-    """Plan with the cross-entropy method and return the final mean action sequence.
+) -> CEMResult:
+    """Plan with the cross-entropy method: the final plan distribution and its best score.
 
     Each iteration samples ``candidates`` (K) sequences from ``Normal(mean, std)``, clips them to
     ``[low, high]``, scores them with ``objective``, keeps the top ``elites`` (E) and refits
@@ -67,8 +67,7 @@ def cem(
     and never enter a refit; an environment whose candidates all score non-finite keeps its
     previous ``mean`` and ``std`` for that iteration. Runs without autograd; the inputs are never
     mutated, and no tensor value is read back to the host (no device sync besides ``objective``).
-
-    Warm start: pass ``shift_plan(previous_mean)`` as ``mean`` at the next environment step.
+    Warm start: pass ``shift_plan(previous.mean)`` as ``mean`` at the next environment step.
 
     Args:
         objective: maps candidate actions [N, K, H, A] to scores [N, K] (higher is better). With a
@@ -88,48 +87,15 @@ def cem(
             CEM.
 
     Returns:
-        The final mean, [H, A] or [N, H, A] like ``mean``. Inside ``[low, high]`` unless no
-        finite score was ever seen (then it is the initial ``mean``, unchanged).
+        ``CEMResult(mean, std, score)``: the final mean (execute ``mean[..., 0, :]``; inside
+        ``[low, high]`` unless no finite score was ever seen, then the initial ``mean``) and std,
+        [H, A] or [N, H, A] like ``mean``, and the best finite score of the last iteration, []
+        or [N] (``-inf`` if none).
 
     Raises:
         TypeError: ``objective`` not callable or ``mean`` not a floating-point tensor.
         ValueError: a bad size, shape or bound, naming the argument; also raised when
             ``objective`` returns a tensor of the wrong shape.
-    """
-    return cem_with_info(
-        objective,
-        mean,
-        std,
-        iterations=iterations,
-        candidates=candidates,
-        elites=elites,
-        low=low,
-        high=high,
-        generator=generator,
-        min_std=min_std,
-        momentum=momentum,
-    ).mean
-
-
-def cem_with_info(
-    objective: Objective,
-    mean: Tensor,
-    std: Tensor | float,
-    *,
-    iterations: int,
-    candidates: int,
-    elites: int,
-    low: float | Tensor = -1.0,
-    high: float | Tensor = 1.0,
-    generator: torch.Generator | None = None,
-    min_std: float = 0.0,
-    momentum: float = 0.0,
-) -> CEMResult:
-    """Same as :func:`cem` (see there for all arguments) but returns a :class:`CEMResult`.
-
-    Returns:
-        ``CEMResult(mean, std, score)``: final mean and std, [H, A] or [N, H, A] like ``mean``,
-        and the best finite score of the last iteration, [] or [N] (``-inf`` if none).
     """
     _check_sizes(iterations, candidates, elites, min_std, momentum)
     if not callable(objective):

@@ -42,7 +42,7 @@ class _WorldModelSection:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(stack: tuple[str, ...]) -> WorldModelConfig:
     from rssm.config.presets import load_presets  # the config layer reads the files
 

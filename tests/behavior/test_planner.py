@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from rssm.behavior import CEMResult, cem, cem_with_info, shift_plan
+from rssm.behavior import CEMResult, cem, shift_plan
 
 H, A = 4, 2
 SIZES = dict(iterations=12, candidates=400, elites=40)
@@ -33,7 +33,7 @@ def test_finds_optimum_of_quadratic_inside_bounds():
         seen.append(actions.shape)
         return quadratic(target)(actions)
 
-    plan = cem(objective, torch.zeros(H, A), 1.0, **SIZES, generator=seeded())
+    plan = cem(objective, torch.zeros(H, A), 1.0, **SIZES, generator=seeded()).mean
     assert plan.shape == (H, A)
     assert seen[0] == (1, SIZES["candidates"], H, A), seen[0]
     assert len(seen) == SIZES["iterations"]
@@ -42,7 +42,7 @@ def test_finds_optimum_of_quadratic_inside_bounds():
 
 def test_info_reports_shrinking_std_and_best_score():
     target = torch.full((H, A), 0.3)
-    result = cem_with_info(quadratic(target), torch.zeros(H, A), 1.0, **SIZES, generator=seeded())
+    result = cem(quadratic(target), torch.zeros(H, A), 1.0, **SIZES, generator=seeded())
     assert isinstance(result, CEMResult)
     assert result.std.shape == (H, A) and result.score.shape == ()
     assert result.std.max() < 0.1, result.std
@@ -58,7 +58,9 @@ def test_optimum_outside_bounds_gives_plan_at_bound_and_candidates_stay_inside()
         extremes.append((actions.amin((0, 1, 2)), actions.amax((0, 1, 2))))
         return quadratic(target)(actions)
 
-    plan = cem(objective, torch.zeros(H, A), 2.0, **SIZES, low=low, high=high, generator=seeded())
+    plan = cem(
+        objective, torch.zeros(H, A), 2.0, **SIZES, low=low, high=high, generator=seeded()
+    ).mean
     for lo, hi in extremes:
         assert (lo >= low).all() and (hi <= high).all(), (lo, hi)
     assert (plan >= low).all() and (plan <= high).all(), plan
@@ -73,7 +75,9 @@ def test_scalar_bounds_clip_candidates():
         seen_max.append(actions.abs().max().item())
         return actions.sum((-2, -1))  # pushes every action to +high
 
-    plan = cem(objective, torch.zeros(H, A), 5.0, **SIZES, low=-0.5, high=0.5, generator=seeded())
+    plan = cem(
+        objective, torch.zeros(H, A), 5.0, **SIZES, low=-0.5, high=0.5, generator=seeded()
+    ).mean
     assert max(seen_max) <= 0.5
     torch.testing.assert_close(plan, torch.full((H, A), 0.5), atol=1e-3, rtol=0)
 
@@ -89,7 +93,7 @@ def test_steers_away_from_nan_and_inf_region_around_optimum():
         scores = scores.masked_fill((first >= 0.4) & (first < 0.6), float("nan"))
         return scores.masked_fill((first >= 0.6) & (first < 0.8), float("inf"))
 
-    plan = cem(objective, torch.zeros(H, A), 1.0, **SIZES, generator=seeded())
+    plan = cem(objective, torch.zeros(H, A), 1.0, **SIZES, generator=seeded()).mean
     assert 0.3 < plan[0, 0] < 0.4, plan[0, 0]
     assert torch.isfinite(objective(plan[None, None])).all()
     torch.testing.assert_close(plan[1:], target[1:], atol=0.03, rtol=0)
@@ -108,7 +112,7 @@ def test_non_finite_scores_never_refit():
         scores[0, 3] = -123.0
         return scores
 
-    result = cem_with_info(
+    result = cem(
         objective,
         torch.zeros(H, A),
         1.0,
@@ -129,7 +133,7 @@ def test_all_nan_objective_returns_initial_mean():
     def objective(actions: Tensor) -> Tensor:
         return torch.full(actions.shape[:2], float("nan"))
 
-    result = cem_with_info(objective, mean, std, **SIZES, generator=seeded())
+    result = cem(objective, mean, std, **SIZES, generator=seeded())
     assert torch.equal(result.mean, mean)
     assert torch.equal(result.std, std)
     assert result.score == float("-inf")
@@ -143,7 +147,7 @@ def test_batched_all_non_finite_row_keeps_its_mean_while_others_update():
         scores[1] = float("inf")
         return scores
 
-    plan = cem(objective, mean, 1.0, **SIZES, generator=seeded())
+    plan = cem(objective, mean, 1.0, **SIZES, generator=seeded()).mean
     assert torch.equal(plan[1], mean[1])
     assert (plan[0] > 0.9).all(), plan[0]
 
@@ -153,7 +157,7 @@ def test_inputs_are_not_mutated():
     std = torch.rand(H, A, generator=seeded(5)) + 0.1
     low, high = torch.full((A,), -0.8), torch.full((A,), 0.9)
     copies = [t.clone() for t in (mean, std, low, high)]
-    plan = cem(quadratic(torch.zeros(H, A)), mean, std, **SIZES, low=low, high=high)
+    plan = cem(quadratic(torch.zeros(H, A)), mean, std, **SIZES, low=low, high=high).mean
     for original, copy in zip((mean, std, low, high), copies, strict=True):
         assert torch.equal(original, copy)
     assert plan.data_ptr() != mean.data_ptr()
@@ -162,9 +166,9 @@ def test_inputs_are_not_mutated():
 def test_reproducible_under_seeded_generator():
     objective = quadratic(torch.full((H, A), 0.2))
     kwargs = dict(iterations=2, candidates=50, elites=5)
-    first = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(7))
-    again = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(7))
-    other = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(8))
+    first = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(7)).mean
+    again = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(7)).mean
+    other = cem(objective, torch.zeros(H, A), 1.0, **kwargs, generator=seeded(8)).mean
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 
@@ -177,7 +181,7 @@ def test_batched_environments_each_converge_to_their_own_optimum():
         shapes.append(actions.shape)
         return quadratic(targets.unsqueeze(1))(actions)
 
-    plan = cem(objective, torch.zeros(3, H, A), 1.0, **SIZES, generator=seeded())
+    plan = cem(objective, torch.zeros(3, H, A), 1.0, **SIZES, generator=seeded()).mean
     assert shapes[0] == (3, SIZES["candidates"], H, A), shapes[0]
     assert plan.shape == (3, H, A)
     torch.testing.assert_close(plan, targets, atol=0.03, rtol=0)
@@ -185,9 +189,7 @@ def test_batched_environments_each_converge_to_their_own_optimum():
 
 def test_min_std_and_momentum():
     objective = quadratic(torch.zeros(H, A))
-    result = cem_with_info(
-        objective, torch.zeros(H, A), 1.0, **SIZES, min_std=0.05, generator=seeded()
-    )
+    result = cem(objective, torch.zeros(H, A), 1.0, **SIZES, min_std=0.05, generator=seeded())
     assert (result.std >= 0.05).all(), result.std
 
     # momentum m keeps a fraction m of the previous distribution: check one refit by hand.
@@ -198,7 +200,7 @@ def test_min_std_and_momentum():
         return objective(actions)
 
     mean0, m = torch.full((H, A), 0.4), 0.25
-    result = cem_with_info(
+    result = cem(
         recording, mean0, 0.5, iterations=1, candidates=64, elites=8, momentum=m, generator=seeded()
     )
     actions = captured[0][0]
@@ -218,7 +220,7 @@ def test_keeps_dtype_float64():
         candidates=20,
         elites=4,
         generator=seeded(),
-    )
+    ).mean
     assert plan.dtype == torch.float64
 
 
