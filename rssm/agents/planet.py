@@ -43,8 +43,9 @@ def imagined_return(model: WorldModel, start: RSSMState, actions: Tensor) -> Ten
     """Predicted return of action sequences: PlaNet's planning objective.
 
     ``sum_{i=1..H} reward_head(s_i).mode()`` where ``s_0 = start`` and ``s_1 .. s_H`` are imagined
-    by :meth:`RSSM.imagine` with sampled latents. The reward head runs on one step [N, F] at a
-    time: the same FLOPs as on all [N, H, F] at once, with cache-sized intermediates on the CPU.
+    by :meth:`RSSM.rollout` (the steps of :meth:`RSSM.imagine`) with sampled latents. The reward
+    head scores each state as it comes, [N, F] at a time: the same FLOPs as on all [N, H, F] at
+    once, with cache-sized intermediates on the CPU and no stacked trajectory.
 
     Args:
         model: the world model (its RSSM and reward head).
@@ -54,10 +55,9 @@ def imagined_return(model: WorldModel, start: RSSMState, actions: Tensor) -> Ten
     Returns:
         Returns [N].
     """
-    states, _ = model.rssm.imagine(start, actions, sample=True)
     total = actions.new_zeros(actions.shape[0])
-    for i in range(1, actions.shape[1] + 1):
-        total = total + model.reward(states.at((slice(None), i)).feat()).mode()
+    for _, state in model.rssm.rollout(start, actions, sample=True):
+        total = total + model.reward(state.feat()).mode()
     return total
 
 

@@ -14,7 +14,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -321,7 +321,7 @@ class RSSM(nn.Module):
         sample: bool = True,
     ) -> tuple[RSSMState, Tensor]:
         """Roll the prior forward: the one rollout path (actor-critic, CEM, open-loop video, latent
-        overshooting).
+        overshooting), stacked; :meth:`rollout` gives the same steps one at a time.
 
         ``s_0 = state``; ``a_i = policy(s_i)`` or ``actions[:, i]``; ``s_{i+1} = img_step(s_i,
         a_i)`` for ``i = 0 .. H-1``. Nothing is detached here: detach the start state and/or the
@@ -340,6 +340,35 @@ class RSSM(nn.Module):
             ``(states [N, H+1], actions [N, H, A])``: ``states.at((slice(None), 0))`` is the start,
             and ``actions[:, i]`` is the action taken in ``states[:, i]``.
         """
+        start, actions, policy, horizon = self._rollout_inputs(state, policy_or_actions, horizon)
+        states, taken = [start], []
+        for action, nxt in self._steps(start, actions, policy, horizon, sample):
+            taken.append(action)
+            states.append(nxt)
+        if actions is None:
+            N = start.batch_shape[0]
+            actions = (
+                torch.stack(taken, 1) if taken else start.deter.new_zeros(N, 0, self.action_dim)
+            )
+        return RSSMState.stack(states, 1), actions
+
+    def rollout(
+        self,
+        state: RSSMState,
+        policy_or_actions: Policy | Tensor,
+        horizon: int | None = None,
+        *,
+        sample: bool = True,
+    ) -> Iterator[tuple[Tensor, RSSMState]]:
+        """:meth:`imagine` one step at a time, unstacked: yields ``(a_i, s_{i+1})`` for ``i = 0 ..
+        H-1``, e.g. to score each state as it comes (CEM). Arguments are checked at the call."""
+        start, actions, policy, horizon = self._rollout_inputs(state, policy_or_actions, horizon)
+        return self._steps(start, actions, policy, horizon, sample)
+
+    def _rollout_inputs(
+        self, state: RSSMState, policy_or_actions: Policy | Tensor, horizon: int | None
+    ) -> tuple[RSSMState, Tensor | None, Policy | None, int]:
+        """Checked ``(contiguous start, actions or None, policy or None, horizon)``."""
         if len(state.batch_shape) != 1:
             raise ValueError(
                 f"imagine: start state must have one batch dim [N], got batch shape "
@@ -348,19 +377,17 @@ class RSSM(nn.Module):
         N = state.batch_shape[0]
         state = state.map(Tensor.contiguous)  # e.g. posterior.at((slice(None), -1)) is strided
         if isinstance(policy_or_actions, Tensor):
-            actions = policy_or_actions
+            actions, policy = policy_or_actions, None
             horizon = actions.shape[1] if horizon is None and actions.dim() == 3 else horizon
             if actions.shape != (N, horizon, self.action_dim):
                 raise ValueError(
                     f"imagine: actions have shape {tuple(actions.shape)}, expected "
                     f"[N={N}, H={horizon}, A={self.action_dim}]"
                 )
-            action_proj = self._action_in(actions.transpose(0, 1))  # [H, N, units]
-            policy = None
         elif callable(policy_or_actions):
             if horizon is None:
                 raise ValueError("imagine: horizon is required when a policy is given")
-            policy, action_list = policy_or_actions, []
+            actions, policy = None, policy_or_actions
         else:
             raise TypeError(
                 f"imagine: policy_or_actions must be a callable or a Tensor [N, H, A], got "
@@ -368,10 +395,18 @@ class RSSM(nn.Module):
             )
         if horizon < 0:
             raise ValueError(f"imagine: horizon={horizon} must be >= 0")
-        states = [state]
+        return state, actions, policy, horizon
+
+    def _steps(
+        self, state: RSSMState, actions: Tensor | None, policy: Policy | None, horizon: int,
+        sample: bool,
+    ) -> Iterator[tuple[Tensor, RSSMState]]:  # fmt: skip
+        N = state.batch_shape[0]
+        if actions is not None and horizon:
+            action_proj = self._action_in(actions.transpose(0, 1))  # [H, N, units], one matmul
         for i in range(horizon):
             if policy is None:
-                proj = action_proj[i]
+                action, proj = actions[:, i], action_proj[i]
             else:
                 action = policy(state)
                 if i == 0 and action.shape != (N, self.action_dim):
@@ -379,17 +414,9 @@ class RSSM(nn.Module):
                         f"imagine: policy returned shape {tuple(action.shape)}, expected "
                         f"[N={N}, A={self.action_dim}]"
                     )
-                action_list.append(action)
                 proj = self._action_in(action)
             state = RSSMState(*self._prior_step(state.deter, state.stoch, proj, sample))
-            states.append(state)
-        if policy is not None:
-            actions = (
-                torch.stack(action_list, 1)
-                if action_list
-                else state.deter.new_zeros(N, 0, self.action_dim)
-            )
-        return RSSMState.stack(states, 1), actions
+            yield action, state
 
     # ----------------------------------------------------------------------------- losses
     def kl_loss(

@@ -155,11 +155,10 @@ def test_objective_sums_reward_mode_over_imagined_states_1_to_h(spec):
 class _ActionEchoRSSM(nn.Module):
     """Fake RSSM whose imagined state i+1 is the action a_i (in ``deter``)."""
 
-    def imagine(self, start, actions, horizon=None, *, sample=True):
-        lead = actions.new_zeros(actions.shape[0], 1, actions.shape[-1])
-        deter = torch.cat([lead, actions], 1)  # [N*K, H+1, A]
-        empty = deter[..., :0]
-        return RSSMState(deter, empty, empty), actions
+    def rollout(self, start, actions, horizon=None, *, sample=True):
+        for i in range(actions.shape[1]):
+            empty = actions[:, i, :0]
+            yield actions[:, i], RSSMState(actions[:, i], empty, empty)
 
 
 class _QuadraticReward(nn.Module):

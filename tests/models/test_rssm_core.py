@@ -143,6 +143,25 @@ def test_imagine_without_sampling_follows_the_prior_mode(latent):
     assert not torch.equal(sampled.stoch[:, 1:], mode1.stoch[:, 1:])
 
 
+@pytest.mark.parametrize("latent", ["gaussian", "categorical"])
+def test_rollout_yields_the_steps_of_imagine(latent):
+    rssm = make_rssm(latent)
+    N, H = 6, 4
+    start, _ = rssm.obs_step(rssm.initial(N), torch.zeros(N, A), torch.randn(N, E), torch.ones(N))
+    actions = torch.rand(N, H, A) * 2 - 1
+    torch.manual_seed(3)
+    states, _ = rssm.imagine(start, actions)
+    torch.manual_seed(3)
+    steps = list(rssm.rollout(start, actions))
+    assert len(steps) == H
+    for i, (action, state) in enumerate(steps):
+        assert torch.equal(action, actions[:, i])
+        for a, b in zip(state, states.at((slice(None), i + 1)), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="actions have shape"):  # at the call, not at next()
+        rssm.rollout(start, torch.zeros(N, H, A + 1))
+
+
 def test_imagine_bad_inputs():
     rssm = make_rssm()
     post, _ = rssm.observe(None, torch.randn(2, 3, E), torch.randn(2, 3, A), torch.ones(2, 3))
