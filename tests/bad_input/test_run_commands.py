@@ -1,14 +1,6 @@
 """The bad-input catalogue, the commands that read a run (``eval``, ``dream``, ``report``,
-``plot``), ``envs``, ``world-model`` and the real ``python -m rssm`` process: one clear line, exit
-code 2, no file lost.
-
-Every kind of mistake a user can make through the public API or the CLI gets a clear message
-that names the problem and the fix, and loses no file. CLI cases require exit code 2 and exactly
-one stderr line without a traceback; cases that touch an existing run or replay directory compare
-every file's bytes and mtime before and after. Run directories are copies (in ``tmp_path``) of one
-tiny PlaNet run trained once per module (conftest.py) with the relative logdir ``run``, so that a
-copy at ``tmp_path / "run"`` resumes from inside ``tmp_path`` (the logdir is part of the compared
-config).
+``plot``), ``envs``, ``world-model`` and the real ``python -m rssm`` process: one clear line,
+exit code 2, no file lost. The rules of the catalogue are in bad_input_support.py.
 """
 
 from __future__ import annotations
