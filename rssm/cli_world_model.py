@@ -104,7 +104,6 @@ def run_world_model(args: argparse.Namespace) -> int:
     from rssm.run.video import open_loop_frames, write_video
     from rssm.run.world_model import (
         WorldModelRun,
-        check_job,
         collect_episodes,
         train_world_model,
     )
@@ -114,12 +113,13 @@ def run_world_model(args: argparse.Namespace) -> int:
     run = WorldModelRun(**values)
     name = run.env.replace(":", "-")
     logdir = args.logdir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    check_job(run, logdir)  # a bad preset, env or logdir fails before any output
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch
-    print(f"run directory: {logdir}", flush=True)
-    model, summary = train_world_model(
-        run, say=lambda line: print(line, file=sys.stderr, flush=True), logdir=logdir
+    model, summary = train_world_model(  # a bad preset, env or logdir fails before any output
+        run,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+        logdir=logdir,
+        on_start=lambda: print(f"run directory: {logdir}", flush=True),
     )
     video = None
     if "image" in model.decoder.cnn_shapes:

@@ -169,6 +169,7 @@ def train_world_model(
     say: Callable[[str], None] | None = None,
     *,
     logdir: str | os.PathLike | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[WorldModel, dict[str, Any]]:
     """Collect random-policy episodes, then train a world model on them offline with
     ``rssm train``'s loop (:func:`job_config`: the ``world_model`` agent, the agents' optimiser
@@ -181,6 +182,8 @@ def train_world_model(
             collection will take (timed on its first episode), what is trained.
         logdir: the run directory (``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, and
             the episodes in ``episodes/`` and ``held_out/``); None: a temporary one, deleted.
+        on_start: called once the checks of :func:`check_job` passed, before anything is
+            collected or written (e.g. to print the run directory).
 
     Returns:
         The trained model and a summary: the final open-loop score (``open_loop``), wall-clock
@@ -194,12 +197,16 @@ def train_world_model(
     """
     if logdir is None:
         with tempfile.TemporaryDirectory(prefix="rssm-world-model-") as folder:
-            model, summary = train_world_model(run, say, logdir=Path(folder) / "run")
+            model, summary = train_world_model(
+                run, say, logdir=Path(folder) / "run", on_start=on_start
+            )
         return model, {**summary, "logdir": None}
     logdir = Path(logdir)
     start = time.perf_counter()
     config, spec = check_job(run, logdir)
     WorldModel(spec.obs_space, spec.action_dim, config.world_model)  # ... or a model that fits
+    if on_start is not None:
+        on_start()
     total = run.train_episodes + run.eval_episodes
     if say is not None:
         say(f"collecting {total} random-policy episodes of {run.env} ({run.train_episodes} to "
