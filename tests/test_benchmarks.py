@@ -248,3 +248,32 @@ def test_ddp_times_one_and_two_ranks_at_the_same_global_batch(tmp_path):
     assert one["per_rank_batch"] == 2 * two["per_rank_batch"] == one["global_batch"]
     assert one["updates_per_s"] > 0 and two["updates_per_s"] > 0
     assert json.loads(out.read_text())["env"] == "builtin:pointmass"
+
+
+@pytest.mark.skipif(
+    not (BENCHMARKS.parent / ".git").exists(), reason="needs the git checkout of the repository"
+)
+def test_revisions_times_a_base_revision_beside_this_checkout(tmp_path, capsys):
+    import revisions
+
+    out = tmp_path / "revisions.json"
+    tiny = ["--batch", "2", "--length", "4", "--horizon", "2", "--repeats", "1", "--warmup", "0"]
+    report = revisions.main(
+        ["--base", "HEAD", "--agents", "v3_xxs", *tiny, "--rounds", "1", "--threads", "1",
+         "--json", str(out)]
+    )  # fmt: skip
+    sides = report["agents"]["v3_xxs"]
+    assert set(sides) == {"base", "head"}
+    assert all(side["median_s"] > 0 for side in sides.values())
+    assert json.loads(out.read_text())["rounds"] == 1
+    assert "ratio" in capsys.readouterr().out
+    # the temporary worktree is gone again
+    worktrees = revisions.git("worktree", "list")
+    assert str(tmp_path) not in worktrees and "/base " not in worktrees
+
+
+def test_revisions_names_a_revision_it_cannot_find(capsys):
+    import revisions
+
+    with pytest.raises(SystemExit, match="no-such-revision"):
+        revisions.main(["--base", "no-such-revision"])
