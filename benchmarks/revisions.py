@@ -53,6 +53,13 @@ def run_side(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
+def pooled(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """One side's rounds: the median of every timed update, and of each half's per-round median."""
+    seconds = [s for run in runs for s in run["seconds"]]
+    return {"median_s": statistics.median(seconds),
+            **{part: statistics.median(run[part] for run in runs) for part in PARTS}}  # fmt: skip
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"full Dreamer update (benchmarks/train_step.py), batch {report['batch']}x"
@@ -118,22 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"round {round_ + 1}/{args.rounds}: {side} done", flush=True)
         finally:
             git("worktree", "remove", "--force", str(tree))
-    agents = {
-        name: {
-            side: {
-                key: statistics.median(s for run in runs for s in run[field])
-                if field == "seconds"
-                else statistics.median(run[key] for run in runs)
-                for key, field in (
-                    ("median_s", "seconds"),
-                    ("world_model_s", "world_model_s"),
-                    ("actor_critic_s", "actor_critic_s"),
-                )
-            }
-            for side, runs in sides_.items()
-        }
-        for name, sides_ in timings.items()
-    }
+    agents = {name: {side: pooled(runs) for side, runs in by_side.items()}
+              for name, by_side in timings.items()}  # fmt: skip
     report = {
         "base": base,
         "head": head,
