@@ -124,13 +124,52 @@ def at(points: list[tuple[int, float, float]], where: int, window: int, x: str) 
     return sum(values) / len(values) if values else None
 
 
+def progress(rows: list[Row], update_key: str) -> list[tuple[int, float]]:
+    """``(env_step, updates)`` of every row that logged its update count."""
+    return [
+        (int(row["step"]), float(row[update_key]))
+        for row in rows
+        if isinstance(row.get(update_key), int | float) and isinstance(row.get("step"), int | float)
+    ]
+
+
+def other_axis(points: list[tuple[int, float]], where: int, x: str) -> float | None:
+    """The other axis's value (env steps for ``x == "updates"``, updates otherwise) at the last
+    row at or before ``where``; None when no row is."""
+    index = 1 if x == "updates" else 0
+    before = [p for p in points if p[index] <= where]
+    return None if not before else float(before[-1][1 - index])
+
+
+def mismatched(ours: list[Row], reference: list[Row], where: list[int], x: str) -> list[int]:
+    """Columns where the two runs' other axis differs by more than 10 %: compared at equal
+    updates (or env steps), they are then in different phases of training."""
+    a, b = progress(ours, "train/updates"), progress(reference, "update_count")
+    out = []
+    for w in where:
+        u, v = other_axis(a, w, x), other_axis(b, w, x)
+        if u is not None and v is not None and abs(u - v) > 0.1 * max(abs(u), abs(v), 1.0):
+            out.append(w)
+    return out
+
+
 def table(ours: list[Row], reference: list[Row], where: list[int], window: int, x: str) -> str:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.3g}"
 
-    unit = "updates" if x == "updates" else "env steps"
+    unit = unit_name(x)
     head = "| metric | " + " | ".join(f"{w} {unit}: ours / ref" for w in where) + " |"
     lines = [head, "|---|" + "---|" * len(where)]
+    # The other axis at each column: two runs compared at equal updates can be at very different
+    # env steps (a seed phase that makes its earned updates at once vs a few), and vice versa.
+    other = "env steps" if x == "updates" else "updates"
+    a, b = progress(ours, "train/updates"), progress(reference, "update_count")
+
+    def count(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    cells = [f"{count(other_axis(a, w, x))} / {count(other_axis(b, w, x))}" for w in where]
+    lines.append(f"| ({other} there) | " + " | ".join(cells) + " |")
     for name, (get_ours, get_ref) in METRICS.items():
         a = series(ours, get_ours, "train/updates")
         b = series(reference, get_ref, "update_count")
@@ -139,6 +178,10 @@ def table(ours: list[Row], reference: list[Row], where: list[int], window: int, 
         cells = [f"{fmt(at(a, w, window, x))} / {fmt(at(b, w, window, x))}" for w in where]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def unit_name(x: str) -> str:
+    return "updates" if x == "updates" else "env steps"
 
 
 def plot(ours: list[Row], reference: list[Row], path: Path, x: str) -> None:
@@ -198,6 +241,15 @@ def main(argv: list[str] | None = None) -> str:
     ours, reference = read_metrics(args.ours), read_reference(args.reference)
     last_ours = max((r["step"] for r in ours), default=0)
     last_ref = max((r["step"] for r in reference), default=0)
+    off = mismatched(ours, reference, args.at, args.x)
+    other = "env steps" if args.x == "updates" else "updates"
+    warning = (
+        f"**Different phases**: at {', '.join(map(str, off))} {unit_name(args.x)} the two runs' "
+        f"{other} differ by more than 10 % (row '({other} there)'): their metrics are not "
+        "comparable there; align the runs' seed phases or compare with the other --x.  "
+        if off
+        else ""
+    )
     text = "\n".join(
         [
             f"## Parity: ours vs reference ({args.label})",
@@ -209,8 +261,9 @@ def main(argv: list[str] | None = None) -> str:
             + "`  ",
             f"Ours: `{args.ours}` (to {last_ours} env steps); reference: `{args.reference}` "
             f"(to {last_ref} env steps). Cells: mean of the rows logged in the {args.window} "
-            f"{'updates' if args.x == 'updates' else 'env steps'} up to the column's.  ",
+            f"{unit_name(args.x)} up to the column's.  ",
             *([f"Note: {args.note.strip()}  "] if args.note.strip() else []),
+            *([warning] if warning else []),
             "",
             table(ours, reference, args.at, args.window, args.x),
         ]

@@ -198,6 +198,34 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
     by_updates = parity.main(["--ours", str(ours), "--reference", str(ref), "--label", "t",
                               "--at", "500", "--window", "100"])  # fmt: skip
     assert "| reward loss | 1 / 0.75 |" in by_updates and "500 updates: ours / ref" in by_updates
+    # the other axis at each column, and no warning: 2000 env steps on both sides
+    assert "| (env steps there) | 2000 / 2000 |" in by_updates
+    assert "Different phases" not in by_updates
+    assert "| (updates there) | 500 / 480 |" in text and "Different phases" not in text
+
+
+def test_parity_warns_when_columns_compare_different_phases(tmp_path):
+    """Equal update counts at very different env steps (a seed phase making 1,250 updates at
+    once against one making 100) are different phases of training: the table says so."""
+    import parity
+
+    ours, ref = tmp_path / "ours", tmp_path / "ref"
+    ours.mkdir(), ref.mkdir()
+    our_rows = [{"step": 5000, "train/updates": 1250, "train/reward_loss": 1.0},
+                {"step": 6000, "train/updates": 1500, "train/reward_loss": 0.5}]  # fmt: skip
+    ref_rows = [{"step": 10000, "update_count": 1350, "reward_loss": 0.2},
+                {"step": 11000, "update_count": 1600, "reward_loss": 0.1}]  # fmt: skip
+    (ours / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in our_rows))
+    (ref / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ref_rows))
+    base = ["--ours", str(ours), "--reference", str(ref), "--label", "t"]
+    text = parity.main([*base, "--at", "1500", "1600", "--window", "300"])
+    assert "| (env steps there) | 6000 / 10000 | 6000 / 11000 |" in text
+    assert "**Different phases**: at 1500, 1600 updates" in text
+    # by env steps, the same runs are compared where both logged: at 11000 ours is at 1500
+    # updates, the reference at 1600 (within 10 %): no warning
+    text = parity.main([*base, "--x", "steps", "--at", "11000", "--window", "5000"])
+    assert "| (updates there) | 1500 / 1600 |" in text and "Different phases" not in text
+    assert parity.mismatched([], [], [1, 2], "updates") == []  # nothing logged: nothing to say
 
 
 def test_threads_times_the_demo_alone_and_beside_a_competitor(tmp_path):
