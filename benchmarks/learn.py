@@ -203,12 +203,14 @@ def _fmt(values: list[float]) -> str:
 
 def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) -> str:
     config = saved_settings(args, runs)
+    overridden = {key for key, _ in args.set}  # --set keys (e.g. world_model.*) are always shown
     settings = {
         key: value
         for key, value in config_lib.flatten(config).items()
-        if key.startswith(("agent", "env.", "replay.", "run.train", "run.seed_episodes"))
+        if key.startswith(("agent", "env.", "replay.", "run.train", "run.seed_"))
         or key == "run.max_minutes"
         or key.startswith((f"{config.agent}.",))
+        or key in overridden
     }
     steps = sorted({p["step"] for run in runs for p in run["points"]})
     released = (

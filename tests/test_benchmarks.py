@@ -48,7 +48,7 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
         "--label", "budget", "--configs", "planet", "debug", "--env", "builtin:pointmass",
         "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--seeds", "0",
         "--out", str(tmp_path / "runs"), "--minutes", "1e-9", "--note", "alone on the machine",
-        "--want-seeds", "3",
+        "--want-seeds", "3", "--set", "world_model.kl.free_nats=2.0",
     ])  # fmt: skip
     # The budget is spent at once: the run stops at the end of the seed episode and is
     # evaluated there.
@@ -57,6 +57,8 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     table = capsys.readouterr().out
     assert f"seed 0: {run['stopped_at']}," in table and "wall-clock budget 1e-09 min" in table
     assert "`run.max_minutes=1e-09`" in table and "Note: alone on the machine" in table
+    # a --set key is listed among the settings even outside the sections always shown
+    assert "`world_model.kl.free_nats=2.0`" in table and "`run.seed_updates=None`" in table
     assert "Partial row: 1 of the 3 seeds the protocol asks for" in table
     assert (
         f"Partial row: stopped before the target 200 env steps (seed 0 at {run['stopped_at']})"
