@@ -162,7 +162,7 @@ def table(ours: list[Row], reference: list[Row], where: list[int], window: int, 
     lines = [head, "|---|" + "---|" * len(where)]
     # The other axis at each column: two runs compared at equal updates can be at very different
     # env steps (a seed phase that makes its earned updates at once vs a few), and vice versa.
-    other = "env steps" if x == "updates" else "updates"
+    other = unit_name(flip(x))
     a, b = progress(ours, "train/updates"), progress(reference, "update_count")
 
     def count(value: float | None) -> str:
@@ -182,6 +182,11 @@ def table(ours: list[Row], reference: list[Row], where: list[int], window: int, 
 
 def unit_name(x: str) -> str:
     return "updates" if x == "updates" else "env steps"
+
+
+def flip(x: str) -> str:
+    """The other axis of ``--x``."""
+    return "steps" if x == "updates" else "updates"
 
 
 def plot(ours: list[Row], reference: list[Row], path: Path, x: str) -> None:
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> str:
     last_ours = max((r["step"] for r in ours), default=0)
     last_ref = max((r["step"] for r in reference), default=0)
     off = mismatched(ours, reference, args.at, args.x)
-    other = "env steps" if args.x == "updates" else "updates"
+    other = unit_name(flip(args.x))
     warning = (
         f"**Different phases**: at {', '.join(map(str, off))} {unit_name(args.x)} the two runs' "
         f"{other} differ by more than 10 % (row '({other} there)'): their metrics are not "
