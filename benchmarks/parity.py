@@ -124,33 +124,30 @@ def at(points: list[tuple[int, float, float]], where: int, window: int, x: str) 
     return sum(values) / len(values) if values else None
 
 
-def progress(rows: list[Row], update_key: str) -> list[tuple[int, float]]:
-    """``(env_step, updates)`` of every row that logged its update count."""
-    return [
-        (int(row["step"]), float(row[update_key]))
-        for row in rows
-        if isinstance(row.get(update_key), int | float) and isinstance(row.get("step"), int | float)
-    ]
-
-
-def other_axis(points: list[tuple[int, float]], where: int, x: str) -> float | None:
-    """The other axis's value (env steps for ``x == "updates"``, updates otherwise) at the last
-    row at or before ``where``; None when no row is."""
+def positions(
+    ours: list[Row], reference: list[Row], where: list[int], x: str
+) -> list[tuple[float | None, float | None]]:
+    """Per column, each run's other axis (env steps for ``x == "updates"``, updates otherwise)
+    at its last logged row at or before the column; None where a run logged none."""
     index = 1 if x == "updates" else 0
-    before = [p for p in points if p[index] <= where]
-    return None if not before else float(before[-1][1 - index])
+
+    def other(points: list[tuple[int, float, float]], w: int) -> float | None:
+        before = [p for p in points if p[index] <= w]
+        return None if not before else float(before[-1][1 - index])
+
+    a = series(ours, _key("train/updates"), "train/updates")
+    b = series(reference, _key("update_count"), "update_count")
+    return [(other(a, w), other(b, w)) for w in where]
 
 
 def mismatched(ours: list[Row], reference: list[Row], where: list[int], x: str) -> list[int]:
     """Columns where the two runs' other axis differs by more than 10 %: compared at equal
     updates (or env steps), they are then in different phases of training."""
-    a, b = progress(ours, "train/updates"), progress(reference, "update_count")
-    out = []
-    for w in where:
-        u, v = other_axis(a, w, x), other_axis(b, w, x)
-        if u is not None and v is not None and abs(u - v) > 0.1 * max(abs(u), abs(v), 1.0):
-            out.append(w)
-    return out
+    return [
+        w
+        for w, (u, v) in zip(where, positions(ours, reference, where, x), strict=True)
+        if u is not None and v is not None and abs(u - v) > 0.1 * max(abs(u), abs(v), 1.0)
+    ]
 
 
 def table(ours: list[Row], reference: list[Row], where: list[int], window: int, x: str) -> str:
@@ -160,16 +157,14 @@ def table(ours: list[Row], reference: list[Row], where: list[int], window: int, 
     unit = unit_name(x)
     head = "| metric | " + " | ".join(f"{w} {unit}: ours / ref" for w in where) + " |"
     lines = [head, "|---|" + "---|" * len(where)]
+
     # The other axis at each column: two runs compared at equal updates can be at very different
     # env steps (a seed phase that makes its earned updates at once vs a few), and vice versa.
-    other = unit_name(flip(x))
-    a, b = progress(ours, "train/updates"), progress(reference, "update_count")
-
     def count(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}"
 
-    cells = [f"{count(other_axis(a, w, x))} / {count(other_axis(b, w, x))}" for w in where]
-    lines.append(f"| ({other} there) | " + " | ".join(cells) + " |")
+    cells = [f"{count(u)} / {count(v)}" for u, v in positions(ours, reference, where, x)]
+    lines.append(f"| ({unit_name(flip(x))} there) | " + " | ".join(cells) + " |")
     for name, (get_ours, get_ref) in METRICS.items():
         a = series(ours, get_ours, "train/updates")
         b = series(reference, get_ref, "update_count")

@@ -76,8 +76,7 @@ def table(report: dict[str, Any]) -> str:
     for name, sides in report["agents"].items():
         base, head = sides["base"], sides["head"]
         ratio = head["median_s"] / base["median_s"]
-        cells = [f"{side[key]:.3f}" for key in ("median_s",) for side in (base, head)]
-        cells += [f"{side[key]:.3f}" for key in PARTS for side in (base, head)]
+        cells = [f"{side[key]:.3f}" for key in ("median_s", *PARTS) for side in (base, head)]
         rows.append([name, *cells[:2], f"{ratio:.3f}", *cells[2:]])
     return "\n".join(lines + align(rows))
 
