@@ -40,6 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import results  # noqa: E402
 from results import write_section  # noqa: E402
 
 from rssm import config as config_lib  # noqa: E402
@@ -98,6 +99,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--note", default="", help="a sentence for the row, e.g. what else ran on the machine"
     )
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
+    parser.add_argument(
+        "--beside", nargs="+", default=[], metavar="LABEL",
+        help="put the eval return of these rows of docs/results.md (same --env, other --label) "
+        "beside this row's, at the same env steps",
+    )  # fmt: skip
+    parser.add_argument(
+        "--floor", default=None, metavar="LABEL",
+        help="a row (e.g. the random policy's) that this one must clear: the table says at which "
+        "evals the mean is above the floor's mean by more than twice the spread over seeds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--floor-from", type=int, default=0, metavar="STEP",
+        help="judge against --floor from this env step on (default: every eval)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.steps % args.eval_every:
         parser.error("--steps must be a multiple of --eval-every (the last eval ends the run)")
@@ -193,6 +208,74 @@ def saved_settings(args: argparse.Namespace, runs: list[dict[str, Any]]) -> Conf
     return make_config(args, args.seeds[0])
 
 
+def row_from_results(env: str, label: str, path: Path | None = None) -> dict[int, str]:
+    """The eval-return cells (``"mean ± sd"`` as written) by env step of the learn row ``label``
+    on ``env`` in docs/results.md; a clear error where there is no such row."""
+    path = results.RESULTS if path is None else path
+    name = f"learn-{slug(env)}-{slug(label)}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(
+            f"learn.py: no row {label!r} for {env} in {path} (section {name}); write it first "
+            f"with `benchmarks/learn.py --label {label} --env {env} ... --results`, or drop it "
+            "from --beside/--floor"
+        )
+    section = text.partition(start)[2].partition(end)[0]
+    cells: dict[int, str] = {}
+    column = None
+    for line in section.splitlines():
+        parts = [part.strip() for part in line.strip().strip("|").split("|")]
+        if parts and parts[0] == "env steps":
+            column = parts.index("eval return")
+        elif column is not None and parts and parts[0].isdigit():
+            cells[int(parts[0])] = parts[column]
+    if not cells:
+        raise SystemExit(f"learn.py: the row {label!r} ({name} in {path}) has no table lines")
+    return cells
+
+
+def _mean_of(cell: str) -> float | None:
+    """The mean of a cell written by :func:`_fmt` (``"12.3 ± 4.5"``, ``"12.3"`` or ``"-"``)."""
+    head = cell.split("±")[0].strip()
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+def floor_verdicts(
+    args: argparse.Namespace, runs: list[dict[str, Any]], floor: dict[int, str]
+) -> list[str]:
+    """Per eval step from ``--floor-from``: is this row's mean above the floor row's mean by more
+    than twice the standard deviation over this row's seeds?"""
+    label = args.floor
+    lines, passed = [], []
+    steps = sorted({p["step"] for run in runs for p in run["points"]})
+    for step in (s for s in steps if s >= args.floor_from):
+        evals = [p["eval_return"] for run in runs for p in run["points"] if p["step"] == step]
+        base = _mean_of(floor.get(step, "-"))
+        if base is None or len(evals) < 2:
+            why = f"no {label} value there" if base is None else "one seed: no spread"
+            lines.append(f"{step}: not judged ({why})")
+            passed.append(False)
+            continue
+        margin, spread = statistics.mean(evals) - base, statistics.stdev(evals)
+        ok = margin > 2 * spread
+        passed.append(ok)
+        lines.append(
+            f"{step}: {'yes' if ok else 'no'} (mean − {label} {margin:.1f}, 2 sd {2 * spread:.1f})"
+        )
+    if not lines:
+        return []
+    verdict = "yes" if all(passed) else "no"
+    return [
+        "",
+        f"Above `{label}` by more than twice the spread over seeds at every eval from "
+        f"{args.floor_from} env steps: **{verdict}**; " + "; ".join(lines) + ".",
+    ]
+
+
 def _fmt(values: list[float]) -> str:
     if not values:
         return "-"
@@ -216,6 +299,8 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
     released = (
         RELEASED_V3_PROPRIO.get(args.env, {}) if config.env.options.get("obs") == "proprio" else {}
     )
+    beside_labels = list(dict.fromkeys([*args.beside, *([args.floor] if args.floor else [])]))
+    beside = {label: row_from_results(args.env, label) for label in beside_labels}
     lines = [
         f"## {config.agent} on `{args.env}` ({args.label})",
         "",
@@ -242,8 +327,9 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         ),
         "",
         "| env steps | seeds | eval return | train return | wall clock (min) |"
+        + "".join(f" eval return ({label}) |" for label in beside)
         + (" released DreamerV3 (S, train return) |" if released else ""),
-        "|---|---|---|---|---|" + ("---|" if released else ""),
+        "|---|---|---|---|---|" + "---|" * len(beside) + ("---|" if released else ""),
     ]
     for step in steps:
         at = [p for run in runs for p in run["points"] if p["step"] == step]
@@ -251,9 +337,12 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         trains = [p["train_return"] for p in at if p["train_return"] is not None]
         minutes = [p["time"] / 60 for p in at]
         row = f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |"
+        row += "".join(f" {cells.get(step, '-')} |" for cells in beside.values())
         if released:
             row += f" {released[step]:g} |" if step in released else " - |"
         lines.append(row)
+    if args.floor:
+        lines += floor_verdicts(args, runs, beside[args.floor])
     lines += partial_row_notes(args, runs)
     return "\n".join(lines)
 
@@ -277,6 +366,8 @@ def partial_row_notes(args: argparse.Namespace, runs: list[dict[str, Any]]) -> l
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    for label in [*args.beside, *([args.floor] if args.floor else [])]:
+        row_from_results(args.env, label)  # a missing row fails here, not after the training
     jobs = [(args, seed) for seed in args.seeds]
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")

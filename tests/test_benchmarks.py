@@ -86,6 +86,43 @@ def test_learn_table_puts_the_released_curve_beside_a_proprio_row(tmp_path):
     assert "Partial row" not in table  # all seeds asked for, every run reached --steps
 
 
+def test_learn_table_puts_other_rows_beside_and_judges_against_a_floor(tmp_path, monkeypatch):
+    import learn
+    import results
+
+    doc = tmp_path / "results.md"
+    monkeypatch.setattr(results, "RESULTS", doc)
+    floor = "\n".join([
+        "## random on `dmc:reacher-easy` (random)", "",
+        "| env steps | seeds | eval return | train return | wall clock (min) |",
+        "|---|---|---|---|---|",
+        "| 10000 | 3 | 50.0 ± 5.0 | 40.0 ± 1.0 | 0.1 ± 0.0 |",
+        "| 20000 | 3 | 60.0 ± 5.0 | 40.0 ± 1.0 | 0.2 ± 0.0 |",
+    ])  # fmt: skip
+    results.write_section("learn-dmc-reacher-easy-random", floor, doc)
+    argv = ["--label", "v1", "--configs", "dreamer_v1", "dmc_proprio", "debug", "--env",
+            "dmc:reacher-easy", "--steps", "20000", "--eval-every", "10000", "--out",
+            str(tmp_path), "--floor", "random", "--floor-from", "20000"]  # fmt: skip
+    args = learn.parse_args(argv)
+    runs = [
+        {"seed": seed, "logdir": str(tmp_path / "none"), "stopped_at": 20_000, "updates": 1800,
+         "points": [{"step": 10_000, "time": 60.0, "eval_return": ret[0], "train_return": 1.0},
+                    {"step": 20_000, "time": 120.0, "eval_return": ret[1], "train_return": 1.0}]}
+        for seed, ret in enumerate([(55.0, 200.0), (45.0, 220.0)])
+    ]  # fmt: skip
+    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
+    assert "| eval return (random) |" in table
+    assert "| 10000 | 2 | 50.0 ± 7.1 | 1.0 ± 0.0 | 1.0 ± 0.0 | 50.0 ± 5.0 |" in table
+    # 20K: mean 210 - 60 = 150 above the floor, 2 sd = 28.3: cleared; 10K is before --floor-from
+    assert "from 20000 env steps: **yes**; 20000: yes (mean − random 150.0, 2 sd 28.3)." in table
+    runs[1]["points"][1]["eval_return"] = 60.0  # mean 130, 2 sd 197.99: not cleared
+    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
+    assert "**no**; 20000: no (mean − random 70.0, 2 sd 198.0)." in table
+    # a row that is not in the file is named before any training starts
+    with pytest.raises(SystemExit, match="no row 'v3' for dmc:reacher-easy"):
+        learn.main([*argv[:-4], "--beside", "v3"])
+
+
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
     import learn
 
