@@ -100,6 +100,9 @@ class DreamerAgent(WorldModelAgent):
         )  # fmt: skip
         if compile:
             compile_blocks(self.behavior)
+            # A compiled backward frees its buffers and refuses the retained graph that one
+            # shared critic forward needs: compiled critics take the values from a second one.
+            self.behavior.share_critic = False
 
     def _build_more(self, device: str | torch.device) -> None:
         """The actor-critic, built after the model in the same seeded scope."""

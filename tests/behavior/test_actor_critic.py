@@ -89,6 +89,32 @@ def test_dynamics_backprop_reaches_the_model_but_inputs_keep_its_weights_clean()
     assert any(p.grad.abs().sum() > 0 for p in behavior.actor.parameters())
 
 
+@pytest.mark.parametrize("baseline", [True, False])
+def test_one_shared_critic_forward_gives_the_gradients_of_two(baseline):
+    """The critic's one forward on detached features serves its loss and, re-attached, the
+    values that dynamics backprop differentiates: every loss and gradient is the one that two
+    separate forwards (values on the live features, loss on detached ones) give."""
+    grads = []
+    for share in (True, False):
+        model, behavior = build(discrete=False, dynamics_baseline=baseline)
+        live_heads(model, behavior)
+        behavior.share_critic = share
+        torch.manual_seed(3)
+        losses = behavior.loss(model, start_states(model))
+        actor = list(behavior.actor.parameters())
+        critic = list(behavior.critic.parameters())
+        losses.actor.backward(inputs=actor)  # the agent's order: actor first, then the critic
+        assert all(p.grad is None for p in [*critic, *model.parameters()])
+        losses.critic.backward(inputs=critic)
+        assert all(p.grad is None for p in model.parameters())
+        grads.append([losses.actor.detach(), losses.critic.detach()])
+        grads[-1] += [p.grad for p in [*actor, *critic]]
+    shared, separate = grads
+    assert any(g.abs().max() > 1e-3 for g in shared[2:])  # far from zero, not rounding
+    for a, b in zip(shared, separate, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_critic_loss_trains_only_the_critic():
     model, behavior = build(discrete=False)
     losses = behavior.loss(model, start_states(model))
