@@ -458,7 +458,11 @@ class TwoHot(Distribution):
 
     @cached_property
     def probs(self) -> Tensor:
-        return self.log_probs.exp()
+        # A head read only for its mean (imagined rewards, slow-critic targets) needs no
+        # log-probabilities: one softmax is half the memory traffic of log_softmax then exp.
+        if "log_probs" in self.__dict__:
+            return self.log_probs.exp()
+        return torch.softmax(self.logits, -1)
 
     @cached_property
     def mean(self) -> Tensor:

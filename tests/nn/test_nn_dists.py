@@ -190,6 +190,27 @@ def test_twohot_loss_minimised_at_target():
     assert (err < 0.5).all(), err
 
 
+def test_twohot_mean_is_the_same_with_or_without_log_probabilities():
+    """A head read only for its mean takes a softmax; one whose loss came first reuses its
+    log-probabilities: both give the same mean and gradient (up to float rounding)."""
+    logits = (
+        3.0 * torch.randn(4, 7, 255, generator=torch.Generator().manual_seed(0))
+    ).requires_grad_()
+    target = torch.linspace(-50.0, 50.0, 28).reshape(4, 7)
+    means, grads = [], []
+    for loss_first in (False, True):
+        dist = TwoHot(logits)
+        if loss_first:
+            dist.loss(target)
+        assert ("log_probs" in dist.__dict__) is loss_first
+        means.append(dist.mean)
+        grads.append(torch.autograd.grad(dist.mean.sum(), logits)[0])
+    torch.testing.assert_close(means[0], means[1], rtol=1e-5, atol=1e-5)
+    scale = float(grads[0].abs().max())  # symexp makes the largest gradients large
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * scale)
+    assert grads[0].abs().max() > 1e-2
+
+
 def test_twohot_defaults_and_golden():
     d = TwoHot(torch.zeros(2, 3, 255))
     assert d.batch_shape == (2, 3)
