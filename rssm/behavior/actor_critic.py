@@ -214,6 +214,8 @@ class ActorCritic(nn.Module):
             :class:`ActorCriticLoss`; ``actor`` has gradients only for the actor's parameters
             (and, with ``dynamics``/``mix``, paths through the model that the caller must not
             step: use ``backward(inputs=actor params)``); ``critic`` only for the critic's.
+            Backpropagate ``actor`` before ``critic``: with dynamics backprop the two share the
+            critic's one forward, whose graph the critic's backward frees.
         """
         config = self.config
         imag = self.imagine(model.rssm, start)
