@@ -106,7 +106,11 @@ class _Reattach(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
         out, leaf = ctx.pair
-        (g,) = torch.autograd.grad(out, leaf, grad, retain_graph=True)
+        # A re-entrant backward into the leaf (as reentrant checkpointing does), not
+        # autograd.grad: module hooks on the leaf (FlopCounterMode's, for one) refuse the latter.
+        leaf.grad = None
+        torch.autograd.backward(out, grad, inputs=[leaf], retain_graph=True)
+        g, leaf.grad = leaf.grad, None
         return g, None
 
 
