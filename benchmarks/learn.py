@@ -247,8 +247,9 @@ def _mean_of(cell: str) -> float | None:
 def floor_verdicts(
     args: argparse.Namespace, runs: list[dict[str, Any]], floor: dict[int, str]
 ) -> list[str]:
-    """Per eval step from ``--floor-from``: is this row's mean above the floor row's mean by more
-    than twice the standard deviation over this row's seeds?"""
+    """At each eval step from ``--floor-from`` where the floor row has a value and this row has
+    two or more seeds: is this row's mean above the floor's mean by more than twice the standard
+    deviation over this row's seeds? (Evals where a sitting stopped off the grid are not judged.)"""
     label = args.floor
     lines, passed = [], []
     steps = sorted({p["step"] for run in runs for p in run["points"]})
@@ -256,23 +257,26 @@ def floor_verdicts(
         evals = [p["eval_return"] for run in runs for p in run["points"] if p["step"] == step]
         base = _mean_of(floor.get(step, "-"))
         if base is None or len(evals) < 2:
-            why = f"no {label} value there" if base is None else "one seed: no spread"
-            lines.append(f"{step}: not judged ({why})")
-            passed.append(False)
             continue
         margin, spread = statistics.mean(evals) - base, statistics.stdev(evals)
-        ok = margin > 2 * spread
-        passed.append(ok)
+        passed.append(margin > 2 * spread)
         lines.append(
-            f"{step}: {'yes' if ok else 'no'} (mean − {label} {margin:.1f}, 2 sd {2 * spread:.1f})"
+            f"{step}: {'yes' if passed[-1] else 'no'} "
+            f"(mean − {label} {margin:.1f}, 2 sd {2 * spread:.1f})"
         )
+    where = (
+        f"at every eval from {args.floor_from} env steps where both rows have a value and this "
+        "one has two or more seeds"
+    )
     if not lines:
-        return []
+        return ["", f"Above `{label}` by more than twice the spread over seeds {where}: not judged "
+                "(no such eval yet)."]  # fmt: skip
     verdict = "yes" if all(passed) else "no"
     return [
         "",
-        f"Above `{label}` by more than twice the spread over seeds at every eval from "
-        f"{args.floor_from} env steps: **{verdict}**; " + "; ".join(lines) + ".",
+        f"Above `{label}` by more than twice the spread over seeds {where}: **{verdict}**; "
+        + "; ".join(lines)
+        + ".",
     ]
 
 

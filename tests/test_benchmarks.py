@@ -114,10 +114,20 @@ def test_learn_table_puts_other_rows_beside_and_judges_against_a_floor(tmp_path,
     assert "| eval return (random) |" in table
     assert "| 10000 | 2 | 50.0 ± 7.1 | 1.0 ± 0.0 | 1.0 ± 0.0 | 50.0 ± 5.0 |" in table
     # 20K: mean 210 - 60 = 150 above the floor, 2 sd = 28.3: cleared; 10K is before --floor-from
-    assert "from 20000 env steps: **yes**; 20000: yes (mean − random 150.0, 2 sd 28.3)." in table
+    assert "**yes**; 20000: yes (mean − random 150.0, 2 sd 28.3)." in table
     runs[1]["points"][1]["eval_return"] = 60.0  # mean 130, 2 sd 197.99: not cleared
     table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
     assert "**no**; 20000: no (mean − random 70.0, 2 sd 198.0)." in table
+    # an eval where a sitting stopped off the grid has no floor value: listed, not judged
+    for run in runs:
+        run["points"].append(
+            {"step": 21_002, "time": 130.0, "eval_return": 0.0, "train_return": 1.0}
+        )
+    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
+    assert "| 21002 | 2 | 0.0 ± 0.0 |" in table and "21002: " not in table
+    assert "**no**; 20000: no (mean − random 70.0, 2 sd 198.0)." in table
+    args = learn.parse_args([*argv[:-1], "30000"])  # no eval judged yet
+    assert "not judged (no such eval yet)" in learn.markdown(args, runs, "python ...")
     # a row that is not in the file is named before any training starts
     with pytest.raises(SystemExit, match="no row 'v3' for dmc:reacher-easy"):
         learn.main([*argv[:-4], "--beside", "v3"])
