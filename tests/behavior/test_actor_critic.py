@@ -111,8 +111,8 @@ def test_one_shared_critic_forward_gives_the_gradients_of_two(baseline):
         grads[-1] += [p.grad for p in [*actor, *critic]]
     shared, separate = grads
     assert any(g.abs().max() > 1e-3 for g in shared[2:])  # far from zero, not rounding
-    for a, b in zip(shared, separate, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(shared, separate, strict=True):  # equal up to summation-order rounding
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-12)
 
 
 def test_critic_loss_trains_only_the_critic():
