@@ -40,8 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import results  # noqa: E402
-from results import write_section  # noqa: E402
+from results import read_section, write_section  # noqa: E402
 
 from rssm import config as config_lib  # noqa: E402
 from rssm.run.logger import read_metrics  # noqa: E402
@@ -208,20 +207,22 @@ def saved_settings(args: argparse.Namespace, runs: list[dict[str, Any]]) -> Conf
     return make_config(args, args.seeds[0])
 
 
-def row_from_results(env: str, label: str, path: Path | None = None) -> dict[int, str]:
+def compared_labels(args: argparse.Namespace) -> list[str]:
+    """The rows shown beside this one: ``--beside``, then ``--floor`` if not among them."""
+    return list(dict.fromkeys([*args.beside, *([args.floor] if args.floor else [])]))
+
+
+def row_from_results(env: str, label: str) -> dict[int, str]:
     """The eval-return cells (``"mean ± sd"`` as written) by env step of the learn row ``label``
     on ``env`` in docs/results.md; a clear error where there is no such row."""
-    path = results.RESULTS if path is None else path
     name = f"learn-{slug(env)}-{slug(label)}"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
+    section = read_section(name)
+    if section is None:
         raise SystemExit(
-            f"learn.py: no row {label!r} for {env} in {path} (section {name}); write it first "
-            f"with `benchmarks/learn.py --label {label} --env {env} ... --results`, or drop it "
-            "from --beside/--floor"
+            f"learn.py: no row {label!r} for {env} in docs/results.md (section {name}); write it "
+            f"first with `benchmarks/learn.py --label {label} --env {env} ... --results`, or "
+            "drop it from --beside/--floor"
         )
-    section = text.partition(start)[2].partition(end)[0]
     cells: dict[int, str] = {}
     column = None
     for line in section.splitlines():
@@ -231,7 +232,7 @@ def row_from_results(env: str, label: str, path: Path | None = None) -> dict[int
         elif column is not None and parts and parts[0].isdigit():
             cells[int(parts[0])] = parts[column]
     if not cells:
-        raise SystemExit(f"learn.py: the row {label!r} ({name} in {path}) has no table lines")
+        raise SystemExit(f"learn.py: the row {label!r} ({name}) has no table lines")
     return cells
 
 
@@ -303,8 +304,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
     released = (
         RELEASED_V3_PROPRIO.get(args.env, {}) if config.env.options.get("obs") == "proprio" else {}
     )
-    beside_labels = list(dict.fromkeys([*args.beside, *([args.floor] if args.floor else [])]))
-    beside = {label: row_from_results(args.env, label) for label in beside_labels}
+    beside = {label: row_from_results(args.env, label) for label in compared_labels(args)}
     lines = [
         f"## {config.agent} on `{args.env}` ({args.label})",
         "",
@@ -370,7 +370,7 @@ def partial_row_notes(args: argparse.Namespace, runs: list[dict[str, Any]]) -> l
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    for label in [*args.beside, *([args.floor] if args.floor else [])]:
+    for label in compared_labels(args):
         row_from_results(args.env, label)  # a missing row fails here, not after the training
     jobs = [(args, seed) for seed in args.seeds]
     if args.jobs > 1:

@@ -15,9 +15,24 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def read_section(name: str, path: Path | None = None) -> str | None:
+    """The text between the markers of section ``name`` of ``path`` (default: docs/results.md),
+    or None where the file or the section is missing."""
+    path = RESULTS if path is None else path
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start, end = _markers(name)
+    if start not in text or end not in text:
+        return None
+    return text.partition(start)[2].partition(end)[0]
+
+
 def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
     """Replaces (or appends) the section ``name`` of ``path`` with ``markdown``, atomically."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = _markers(name)
     text = path.read_text() if path.exists() else "# Results\n"
     block = f"{start}\n{markdown.strip()}\n{end}"
     if start in text and end in text:
