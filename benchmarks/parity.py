@@ -7,7 +7,8 @@ The reference is run from its own checkout (fetched for comparison, never vendor
 same task, sizes, train ratio, batch and budget; this script only reads both runs' metric files:
 ours ``metrics.jsonl`` (``rssm train``), the reference's ``metrics.jsonl`` in the layout that
 NM512/dreamerv3-torch writes (flat keys such as ``dyn_loss``, ``value_mean``, ``target_mean``,
-``EMA_005``, ``update_count``).
+``EMA_005``, ``update_count``). A reference that logs otherwise is compared by writing its
+metrics in that layout (one JSON object per line with ``step`` in env steps and ``update_count``).
 
     python benchmarks/parity.py --ours runs/learn/dmc-reacher-easy-v3-seed0 \\
         --reference ../ref/logs/reacher_seed0 --label reacher-easy-v3-xxs \\
@@ -36,7 +37,7 @@ Row = dict[str, Any]
 Getter = Callable[[Row], float | None]
 
 # Keys of the reference's rows that are not observation-reconstruction losses.
-_NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "actor", "value", "critic"}
+_NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "kl", "actor", "value", "critic"}
 
 
 def _key(name: str) -> Getter:
@@ -76,6 +77,7 @@ METRICS: dict[str, tuple[Getter, Getter]] = {
     "KL dyn (after free bits)": (_key("train/dyn_loss"), _key("dyn_loss")),
     "KL rep (after free bits)": (_key("train/rep_loss"), _key("rep_loss")),
     "KL (raw)": (_key("train/kl"), _key("kl")),
+    "KL loss (after free nats)": (_key("train/kl_loss"), _key("kl_loss")),
     "prior entropy": (_key("train/prior_ent"), _key("prior_ent")),
     "posterior entropy": (_key("train/post_ent"), _key("post_ent")),
     "critic value (mean)": (_key("train/value_mean"), _key("value_mean")),
