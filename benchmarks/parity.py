@@ -36,7 +36,7 @@ from rssm.run.logger import read_metrics  # noqa: E402
 Row = dict[str, Any]
 Getter = Callable[[Row], float | None]
 
-# Keys of the reference's rows that are not observation-reconstruction losses.
+# Keys (either run's, after its prefix) that are not observation-reconstruction losses.
 _NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "kl", "actor", "value", "critic"}
 
 
@@ -69,7 +69,7 @@ def _reference_scale(row: Row) -> float | None:
 # metric -> (ours, reference)
 METRICS: dict[str, tuple[Getter, Getter]] = {
     "observation loss": (
-        _decoder_loss("train/", _NOT_DECODER | {"actor", "critic"}),
+        _decoder_loss("train/", _NOT_DECODER),
         _decoder_loss("", _NOT_DECODER),
     ),
     "reward loss": (_key("train/reward_loss"), _key("reward_loss")),
