@@ -85,6 +85,7 @@ METRICS: dict[str, tuple[Getter, Getter]] = {
     "imagined reward (mean)": (_key("train/imag_reward"), _key("imag_reward_mean")),
     "return scale": (_key("train/return_scale"), _reference_scale),
     "actor entropy": (_key("train/actor_entropy"), _key("actor_entropy")),
+    "actor mode, mean abs": (_key("train/actor_mode_abs"), _key("actor_mode_abs")),
     "model grad norm": (_key("train/model_grad_norm"), _key("model_grad_norm")),
     "actor grad norm": (_key("train/actor_grad_norm"), _key("actor_grad_norm")),
     "critic grad norm": (_key("train/critic_grad_norm"), _key("value_grad_norm")),

@@ -222,16 +222,16 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
     our_rows = [
         {"step": 1000, "train/updates": 250, "train/state_loss": 3.0, "train/reward_loss": 2.0,
          "train/actor_loss": 9.0, "train/return_scale": 1.5, "train/value_mean": 0.5,
-         "train/kl_loss": 3.5},
+         "train/kl_loss": 3.5, "train/actor_mode_abs": 0.25},
         {"step": 2000, "train/updates": 500, "train/state_loss": 1.0, "train/reward_loss": 1.0,
          "train/actor_loss": 9.0, "train/return_scale": 2.5, "train/value_mean": 1.5,
-         "train/kl_loss": 3.0},
+         "train/kl_loss": 3.0, "train/actor_mode_abs": 0.75},
     ]  # fmt: skip
     (ours / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in our_rows))
     ref_rows = [
         {"step": 2000, "update_count": 480, "position_loss": 0.5, "velocity_loss": 0.25,
          "reward_loss": 0.75, "actor_loss": 7.0, "EMA_005": 1.0, "EMA_095": 1.5,
-         "value_mean": 0.25, "kl_loss": 4.0},
+         "value_mean": 0.25, "kl_loss": 4.0, "actor_mode_abs": 0.875},
         {"step": 2000, "eval_return": 12.0},
     ]  # fmt: skip
     (ref / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ref_rows) + "{bad\n")
@@ -244,6 +244,8 @@ def test_parity_maps_our_metrics_onto_the_reference_layout(tmp_path):
     assert "| critic value (mean) | 1 / 0.25 |" in text
     assert "| eval return | - / 12 |" in text
     assert "| KL loss (after free nats) | 3.25 / 4 |" in text  # V1/PlaNet's clipped KL
+    assert "| actor mode, mean abs | 0.5 / 0.875 |" in text  # near 1: bang-bang actions
+    assert "| observation loss | 2 / 0.75 |" in text  # neither mode key is an observation loss
     assert parity.series(parity.read_reference(ref), parity.METRICS["reward loss"][1],
                          "update_count") == [(2000, 480.0, 0.75)]  # fmt: skip
     # against updates: ours at 500 (the second row), the reference's row at 480

@@ -116,13 +116,15 @@ class _Reattach(torch.autograd.Function):
 
 class Imagination(NamedTuple):
     """An imagined batch: ``states`` [N, H+1], ``actions`` [N, H, A], features [N, H+1, F], and
-    the actor's ``log_prob`` of its actions and ``entropy`` at ``s_0..s_{H-1}`` [N, H]."""
+    the actor's ``log_prob`` of its actions and ``entropy`` at ``s_0..s_{H-1}`` [N, H]; for
+    continuous actions ``mode`` [N, H, A] is the actor's detached mode there (None: discrete)."""
 
     states: RSSMState
     actions: Tensor
     feat: Tensor
     log_prob: Tensor
     entropy: Tensor
+    mode: Tensor | None = None
 
 
 class ActorCriticLoss(NamedTuple):
@@ -198,7 +200,10 @@ class ActorCritic(nn.Module):
         taken = actions.detach()
         log_prob = torch.stack([d.log_prob(taken[:, i]) for i, d in enumerate(dists)], 1)
         entropy = torch.stack([d.entropy() for d in dists], 1)
-        return Imagination(states, actions, feat, log_prob, entropy)
+        mode = None
+        if not self.discrete:
+            mode = torch.stack([d.mode().detach() for d in dists], 1)
+        return Imagination(states, actions, feat, log_prob, entropy, mode)
 
     # ----------------------------------------------------------------------------- losses
     def loss(
@@ -305,6 +310,10 @@ class ActorCritic(nn.Module):
             "return_scale": scale.detach(),
             "advantage_mean": ((returns - base) / scale).detach().mean(),
         }
+        if imag.mode is not None:
+            # Mean |mode| of a continuous actor in [0, 1]: near 1 it sits at the action bounds
+            # (bang-bang control), which a tanh-Normal's very negative entropy also signals.
+            metrics["actor_mode_abs"] = imag.mode.abs().mean()
         if config.return_norm:  # the percentiles behind the scale (diagnostics)
             metrics["return_low"] = self.normalizer.low_ema.detach().clone()
             metrics["return_high"] = self.normalizer.high_ema.detach().clone()

@@ -259,3 +259,29 @@ def test_imagined_continuation_is_the_heads_mode_or_mean(kind, expected):
     assert float(losses.metrics["imag_cont"]) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="imag_cont='median'"):
         ActorCriticConfig(imag_cont="median")
+
+
+@pytest.mark.parametrize(("discrete", "dist"), [(False, "tanh_normal"), (False, "bounded_normal"),
+                                                (True, "bounded_normal")])  # fmt: skip
+def test_actor_mode_abs_reports_how_close_the_actor_sits_to_its_bounds(discrete, dist):
+    """``actor_mode_abs`` is the mean |mode| over imagined states: moderate for a fresh actor,
+    near 1 once the mean is pushed past the bounds (bang-bang), absent for discrete actions."""
+    actor_config = dataclasses.replace(SMALL.actor, dist_cont=dist)
+    model, behavior = build(discrete, actor=actor_config)
+    live_heads(model, behavior)
+    start = start_states(model)
+    metrics = behavior.loss(model, start).metrics
+    if discrete:
+        assert "actor_mode_abs" not in metrics
+        return
+    imag = behavior.imagine(model.rssm, start)
+    assert imag.mode is not None and imag.mode.shape == imag.actions.shape
+    assert not imag.mode.requires_grad
+    fresh = float(metrics["actor_mode_abs"])
+    assert 0.0 < fresh < 0.9
+    A = model.action_dim
+    with torch.no_grad():  # push every mean far outside the bounds, alternating in sign
+        behavior.actor.out.weight.zero_()
+        behavior.actor.out.bias[:A] = torch.tensor([20.0, -20.0] * A)[:A]
+    saturated = float(behavior.loss(model, start).metrics["actor_mode_abs"])
+    assert saturated > 0.99
