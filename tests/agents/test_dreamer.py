@@ -70,6 +70,9 @@ def test_train_step_updates_model_actor_and_critic(discrete):
     metrics = agent.train_step(batch)
     for key in ("model_loss", "actor_loss", "critic_loss", "actor_entropy", "return_mean"):
         assert math.isfinite(metrics[key]), (key, metrics[key])
+    # how close a continuous actor sits to its bounds; a one-hot actor has no such mode
+    assert ("actor_mode_abs" in metrics) == (not discrete)
+    assert discrete or 0.0 <= metrics["actor_mode_abs"] <= 1.0
     changed = {
         name: any(not torch.equal(a, b) for a, b in zip(old, module.parameters(), strict=True))
         for (name, old), module in zip(
