@@ -113,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="judge against --floor from this env step on (default: every eval)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.eval_every < 1 or args.steps < 1:
+        parser.error(
+            f"--steps={args.steps} and --eval-every={args.eval_every} must be >= 1 (a learning "
+            "row is its evals; the last one ends the run)"
+        )
     if args.steps % args.eval_every:
         parser.error("--steps must be a multiple of --eval-every (the last eval ends the run)")
     if args.fresh and args.report:

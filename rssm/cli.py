@@ -54,8 +54,11 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
         "eval",
         help="run evaluation episodes of a trained run (optionally as a video)",
         description=(
-            "Run episodes with the eval policy of a run's latest checkpoint and print their "
-            "returns. Reads config.yaml and checkpoint.pt from --run and writes nothing there."
+            "Run episodes with the eval policy of a run's latest checkpoint (or --checkpoint) "
+            "and print their returns. Reads config.yaml and the checkpoint from --run and writes "
+            "nothing there. Dotted overrides change the run's config for this evaluation only, "
+            "e.g. --planet.horizon 12 or --env.action_repeat 2; one that changes the shapes of "
+            "the weights (a model size) is an error naming the key."
         ),
     )
     evaluate.add_argument(
@@ -66,6 +69,27 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
     )
     evaluate.add_argument(
         "--device", default=None, metavar="STR", help="(str, default: the run's) torch device"
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="STEP|PATH",
+        help="(int or path, default: the newest) the checkpoint to evaluate: an env step "
+        "(45000 for checkpoint-45000.pt) or a checkpoint file",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="INT",
+        help="(int, default: the run's eval seed) seed of the eval env and the latent samples",
+    )
+    evaluate.add_argument(
+        "--mode",
+        choices=("eval", "explore"),
+        default="eval",
+        help="(str, default: eval) the policy: eval, or explore (with the run's exploration "
+        "noise, as it collected its training episodes)",
     )
     evaluate.add_argument(
         "--video",
@@ -295,18 +319,30 @@ def _final_returns(run_dir: Path) -> str:
     return text
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from rssm.run.evaluate import evaluate
-
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.episodes < 1:
         raise ValueError(f"--episodes={args.episodes} must be >= 1")
+    if overrides and not overrides[0].startswith("--"):
+        raise ValueError(
+            f"unexpected argument {overrides[0]!r}: overrides are dotted keys with values, "
+            "e.g. --planet.horizon 12"
+        )
+    from rssm.run.evaluate import evaluate_run, video_backend
+    from rssm.run.runs import load_run
+
     video = args.video
     if video == Path():  # --video with no path
         video = args.run / "eval.mp4"
+    if video is not None:
+        video_backend(Path(video))  # a bad path fails before the checkpoint loads
+    run = load_run(args.run, args.device, overrides=overrides, checkpoint=args.checkpoint)
+    changed = f"; overrides: {' '.join(overrides)}" if overrides else ""
+    print(f"checkpoint: {run.checkpoint} (env step {run.step}){changed}", flush=True)
     # An OSError (e.g. the video's disk is full) becomes one line in main().
-    returns = evaluate(args.run, args.episodes, device=args.device, video=video)
+    returns = evaluate_run(run, args.episodes, seed=args.seed, video=video, mode=args.mode)
     mean = sum(returns) / len(returns)
-    print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f}")
+    std = (sum((r - mean) ** 2 for r in returns) / len(returns)) ** 0.5
+    print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f} ± {std:.1f}")
     if video is not None:
         print(f"video: {video}")
     return 0
@@ -368,11 +404,11 @@ def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(_presets_in(argv))
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "eval"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {
         "train": lambda a: _agent_train(a, extra),
-        "eval": _eval,
+        "eval": lambda a: _eval(a, extra),
         "dream": _dream,
         "plot": _plot,
         "report": _report,

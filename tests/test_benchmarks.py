@@ -133,8 +133,44 @@ def test_learn_table_puts_other_rows_beside_and_judges_against_a_floor(tmp_path,
         learn.main([*argv[:-4], "--beside", "v3"])
 
 
+def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys):
+    import eval_variants
+    import learn
+
+    learn.main([
+        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+        "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out", str(tmp_path / "runs"),
+    ])  # fmt: skip
+    run = str(next((tmp_path / "runs").iterdir()))
+    out = tmp_path / "variants.json"
+    report = eval_variants.main([
+        "--runs", run, "--episodes", "2", "--jobs", "1", "--json", str(out),
+        "--variant", "base:", "--variant", "same:planet.horizon=3",
+        "--variant", "long:planet.horizon=6,planet.candidates=12",
+        "--variant", "noisy:mode=explore",
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    results = {r["variant"]: r for r in report["results"]}
+    assert all(len(r["returns"]) == 2 and r["step"] == 200 for r in results.values())
+    # debug's horizon is 3: the same setting meets the same episodes with the same latent samples
+    assert results["same"]["returns"] == results["base"]["returns"]
+    text = capsys.readouterr().out
+    assert "long = planet.horizon=6, planet.candidates=12" in text
+    assert "noisy = as trained, explore policy" in text
+    assert "| same |" not in text and "same " in text and "0.0 ± 0.0" in text  # paired difference
+    for bad in ("nocolon", "x:planet.horizon", "x:mode=greedy"):
+        with pytest.raises(SystemExit):
+            eval_variants.main(["--runs", run, "--variant", bad])
+        assert bad.split(":")[0] in capsys.readouterr().err
+
+
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
     import learn
+
+    with pytest.raises(SystemExit):  # no eval schedule: a clear error, not a ZeroDivisionError
+        learn.main(["--label", "x", "--env", "builtin:pointmass", "--steps", "9",
+                    "--eval-every", "0"])  # fmt: skip
+    assert "--eval-every=0 must be >= 1" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):
         learn.parse_args(["--label", "x", "--env", "builtin:pointmass", "--steps", "100",

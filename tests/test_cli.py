@@ -224,6 +224,29 @@ def test_eval_of_a_missing_run_directory(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_eval_takes_a_checkpoint_a_seed_a_mode_and_overrides(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    train = ["train", "--configs", "planet", "debug", "--logdir", str(logdir)]
+    short = ["--run.steps", "200", "--run.eval_every", "0", "--run.checkpoint_every", "100"]
+    assert main([*train, *short, "--env.time_limit", "20", "--run.tensorboard", "false"]) == 0
+    capsys.readouterr()
+    run = ["eval", "--run", str(logdir)]
+    chosen = ["--checkpoint", "100", "--seed", "3", "--mode", "explore"]
+    assert main([*run, *chosen, "--planet.horizon", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint-100.pt (env step 100); overrides: --planet.horizon 2" in out, out
+    assert "returns: " in out and " ± " in out
+    for bad, message in (
+        (["--planet.horizn", "2"], "planet.horizon"),  # misspelled key: the right one
+        (["--checkpoint", "150"], "checkpoints of steps 100, 200"),
+        (["--world_model.rssm.deter", "8"], "world_model.rssm.deter"),  # other weights
+        (["oops"], "dotted keys"),
+    ):
+        assert main([*run, *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
     def interrupted(*_args):
         raise KeyboardInterrupt  # e.g. while torch is being imported

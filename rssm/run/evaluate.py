@@ -1,6 +1,8 @@
 """Evaluating a trained run: returns of its agent on fresh episodes, optionally as a video.
 
-``rssm eval --run DIR [--episodes N] [--video PATH]`` calls :func:`evaluate`. Every way a run
+``rssm eval --run DIR [--episodes N] [--checkpoint STEP] [--video PATH] [--KEY VALUE ...]`` calls
+:func:`evaluate_run` on the run that :func:`~rssm.run.runs.load_run` restores; :func:`evaluate` does
+both. Every way a run
 directory can be unusable (missing, no ``config.yaml``, no or a damaged ``checkpoint.pt``, a
 checkpoint written for another config) is an error with a one-line message that names the file
 and the problem; evaluation writes nothing into the run directory.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -23,10 +25,10 @@ import torch
 from rssm.data import Driver
 from rssm.files import atomic_path
 from rssm.run.run_config import torch_threads
-from rssm.run.runs import load_run
+from rssm.run.runs import LoadedRun, load_run
 from rssm.run.video import upscale_factor
 
-__all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate"]
+__all__ = ["VIDEO_FPS", "VIDEO_SUFFIXES", "evaluate", "evaluate_run", "video_backend"]
 
 Mode = Literal["eval", "explore"]
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -42,6 +44,8 @@ def evaluate(
     seed: int | None = None,
     video: str | os.PathLike | None = None,
     mode: Mode = "eval",
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike | int | None = None,
 ) -> list[float]:
     """Returns of ``episodes`` episodes of a trained run's agent, from fresh resets.
 
@@ -50,6 +54,9 @@ def evaluate(
             ``checkpoint.pt``); nothing in it is modified.
         episodes: how many episodes to run (>= 1).
         device: torch device; None uses the run's ``run.device``.
+        overrides: dotted config overrides for the evaluation (e.g. ``{"planet.horizon": 12}``);
+            see :func:`~rssm.run.runs.load_run`.
+        checkpoint: the checkpoint to evaluate (a step, a file name or a path); None: the newest.
         seed: seed of the evaluation env and of torch's generator during the episodes (the
             latent samples; restored afterwards), so an evaluation repeats; None uses the run's
             evaluation seed (the one its training-time evaluations used).
@@ -74,12 +81,29 @@ def evaluate(
         ImportError: a video without imageio (or ``.mp4`` without imageio-ffmpeg): names
             ``pip install "rssm[video]"``.
     """
-    # rssm.run.train re-exports this function, so its names are looked up here, not at import.
+    _check_arguments(episodes, mode)
+    if video is not None:
+        video_backend(Path(video))  # a bad path fails before the checkpoint loads
+    # config.yaml and the checkpoint's weights
+    run = load_run(run_dir, device, overrides=overrides, checkpoint=checkpoint)
+    return evaluate_run(run, episodes, seed=seed, video=video, mode=mode)
+
+
+def evaluate_run(
+    run: LoadedRun,
+    episodes: int = 1,
+    *,
+    seed: int | None = None,
+    video: str | os.PathLike | None = None,
+    mode: Mode = "eval",
+) -> list[float]:
+    """Returns of ``episodes`` episodes of a run restored by :func:`~rssm.run.runs.load_run`;
+    the arguments are :func:`evaluate`'s."""
+    # rssm.run.train re-exports evaluate, so its names are looked up here, not at import.
     from rssm.run import train as train_lib
 
     _check_arguments(episodes, mode)
-    video_path, imageio = (None, None) if video is None else _video_backend(Path(video))
-    run = load_run(run_dir, device)  # config.yaml and the newest checkpoint's weights
+    video_path, imageio = (None, None) if video is None else video_backend(Path(video))
     config, agent = run.config, run.agent
     seed = config.seed + train_lib.EVAL_SEED if seed is None else seed
     envs = train_lib.make_envs(config, 1, seed)
@@ -121,7 +145,7 @@ def _check_arguments(episodes: Any, mode: Any) -> None:
         raise ValueError(f"evaluate: mode={mode!r}; use 'eval' or 'explore'")
 
 
-def _video_backend(path: Path) -> tuple[Path, ModuleType]:
+def video_backend(path: Path) -> tuple[Path, ModuleType]:
     """Checks the video path and imports its writer before any work is done."""
     if path.suffix not in VIDEO_SUFFIXES:
         raise ValueError(

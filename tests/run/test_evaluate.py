@@ -15,6 +15,7 @@ from rssm.config import load_presets, merge
 from rssm.run import train as train_lib
 from rssm.run.checkpoint import CheckpointError, CheckpointNotFoundError
 from rssm.run.evaluate import evaluate
+from rssm.run.runs import load_run
 
 TIME_LIMIT = 12  # steps per episode: an evaluated episode has TIME_LIMIT + 1 frames
 
@@ -169,3 +170,42 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_numbered_one(run_d
     with pytest.warns(RuntimeWarning, match="corrupt or truncated.*using .*checkpoint-"):
         returns = evaluate(copy)
     assert len(returns) == 1 and all(math.isfinite(r) for r in returns)
+
+
+def test_a_chosen_checkpoint_by_step_name_or_path(tmp_path):
+    run_dir = train_quietly(tiny_config(tmp_path / "two", run={"checkpoint_every": 12}))
+    steps = sorted(int(p.stem.split("-")[1]) for p in run_dir.glob("checkpoint-*.pt"))
+    assert len(steps) == 2 and steps[-1] == 24, steps
+    first = steps[0]
+    assert load_run(run_dir).step == 24  # the newest by default
+    name = f"checkpoint-{first}.pt"
+    for chosen in (first, str(first), name, run_dir / name):
+        run = load_run(run_dir, checkpoint=chosen)
+        assert (run.step, run.checkpoint.name) == (first, name), chosen
+    older = load_run(run_dir, checkpoint=first).agent.state_dict()
+    newer = load_run(run_dir).agent.state_dict()
+    assert any(not torch.equal(older[k], newer[k]) for k in older if torch.is_tensor(older[k]))
+    assert len(evaluate(run_dir, checkpoint=first)) == 1
+    listed = f"checkpoints of steps {first}, 24"
+    with pytest.raises(CheckpointNotFoundError, match=listed) as error:
+        load_run(run_dir, checkpoint=7)
+    assert "checkpoint-7.pt" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(CheckpointNotFoundError, match=listed):
+        evaluate(run_dir, checkpoint="nothing.pt")
+
+
+def test_overrides_change_the_evaluation_only(run_dir):
+    before = snapshot(run_dir)
+    trained = load_run(run_dir).agent.config
+    assert (trained.horizon, trained.candidates) == (3, 8)  # the debug preset's
+    run = load_run(run_dir, overrides={"planet.horizon": 6, "planet.candidates": 5})
+    assert (run.agent.config.horizon, run.agent.config.candidates) == (6, 5)
+    assert run.config.planet.horizon == 6
+    assert load_run(run_dir, overrides=["--planet.horizon", "4"]).agent.config.horizon == 4
+    assert len(evaluate(run_dir, overrides={"planet.horizon": 6})) == 1
+    assert snapshot(run_dir) == before  # config.yaml is not rewritten
+    assert load_run(run_dir).agent.config.horizon == 3
+    with pytest.raises(ValueError, match="planet.horizon"):
+        load_run(run_dir, overrides={"planet.horizn": 3})  # misspelled: names the right key
+    with pytest.raises(CheckpointError, match=r"world_model.rssm.deter: 16 -> 24"):
+        load_run(run_dir, overrides={"world_model.rssm.deter": 24})  # other weights' shapes
