@@ -58,6 +58,7 @@ def test_readme_command_runs_as_written(line, runs, tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     line = line.replace("runs/<dir>", str(runs / "demo"))
     line = line.replace("<the run's presets>", "planet debug")
+    line = line.replace("<step>", "100")  # the demo-like run's checkpoint
     for name in ("a-seed0", "a-seed1", "b-seed0"):
         line = line.replace(f"runs/{name}", str(runs / name))
     args = shlex.split(line)[1:]
