@@ -1,11 +1,10 @@
 """Evaluating a trained run: returns of its agent on fresh episodes, optionally as a video.
 
 ``rssm eval --run DIR [--episodes N] [--checkpoint STEP] [--video PATH] [--KEY VALUE ...]`` calls
-:func:`evaluate_run` on the run that :func:`~rssm.run.runs.load_run` restores; :func:`evaluate` does
-both. Every way a run
-directory can be unusable (missing, no ``config.yaml``, no or a damaged ``checkpoint.pt``, a
-checkpoint written for another config) is an error with a one-line message that names the file
-and the problem; evaluation writes nothing into the run directory.
+:func:`evaluate_run` on the run that :func:`~rssm.run.runs.load_run` restores; :func:`evaluate`
+does both. Every way a run directory can be unusable (missing, no ``config.yaml``, no or a damaged
+``checkpoint.pt``, a checkpoint written for another config) is an error with a one-line message
+that names the file and the problem; evaluation writes nothing into the run directory.
 """
 
 from __future__ import annotations
