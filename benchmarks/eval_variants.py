@@ -18,7 +18,9 @@ A variant is ``NAME:KEY=VALUE,KEY=VALUE`` (dotted config keys, as ``rssm eval`` 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import shlex
 import statistics
 import sys
 import time
@@ -118,19 +120,50 @@ def table(
     return captioned("eval return per variant (runs are the columns run 0..)", rows)
 
 
+def describe(report: dict[str, Any]) -> str:
+    """The text of a report (a fresh evaluation's, or one read back with ``--report``)."""
+    runs = report["runs"]
+    variants = [(v["name"], v["overrides"], v["mode"]) for v in report["variants"]]
+    index = {name: v for v, (name, _, _) in enumerate(variants)}
+    results = {(runs.index(r["run"]), index[r["variant"]]): r for r in report["results"]}
+    steps = sorted({result["step"] for result in results.values()})
+    lines = [
+        f"runs: {', '.join(runs)}",
+        f"checkpoint env step(s): {', '.join(map(str, steps))}; {report['episodes']} episodes per "
+        f"run and variant from env seed {report['seed']} (the same episode starts in every "
+        "variant)",
+        "variants: "
+        + "; ".join(
+            f"{name} = {', '.join(f'{k}={v}' for k, v in o.items()) or 'as trained'}"
+            + (f", {mode} policy" if mode != "eval" else "")
+            for name, o, mode in variants
+        ),
+    ]
+    if "minutes" in report:
+        lines.append(
+            f"{len(results)} processes, {report['jobs']} side by side, 1 torch thread each, "
+            f"{report['minutes']:.1f} min in all ({report['machine']})"
+        )
+    lines += ["", table(runs, variants, results), "", "returns per episode (same starts per run):"]
+    for r in range(len(runs)):
+        for v, (name, _, _) in enumerate(variants):
+            returns = " ".join(f"{x:.0f}" for x in results[r, v]["returns"])
+            lines.append(f"  run {r} {name}: {returns}")
+    if report.get("note"):
+        lines = [report["note"], "", *lines]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", required=True, help="run directories of rssm train")
+    parser.add_argument("--runs", nargs="+", help="run directories of rssm train")
     parser.add_argument(
         "--checkpoint",
         default=None,
         help="the checkpoint step (or file) of every run; default: the newest",
     )
     parser.add_argument(
-        "--variant",
-        action="append",
-        required=True,
-        help="NAME:KEY=VALUE,... (repeat; the first is the baseline)",
+        "--variant", action="append", help="NAME:KEY=VALUE,... (repeat; the first is the baseline)"
     )
     parser.add_argument("--episodes", type=int, default=10, help="episodes per run and variant")
     parser.add_argument("--seed", type=int, default=10_000, help="env seed of the episodes")
@@ -139,7 +172,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--section", default="eval-variants", help="docs/results.md section")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="evaluate nothing: rebuild the table from the --json an evaluation wrote",
+    )
     args = parser.parse_args(argv)
+    title = f"## Evaluation variants ({args.section})"
+    if args.report is not None:
+        if args.runs or args.variant:
+            parser.error("--report rebuilds a finished evaluation's table; drop --runs, --variant")
+        report = json.loads(args.report.read_text())
+        if args.note:
+            report["note"] = args.note
+        command = report.get("command") or "its command is not recorded in that file"
+        text = describe(report) + (
+            f"\n\nTable rebuilt with --report from {args.report}, the JSON that the evaluation "
+            f"wrote ({command})."
+        )
+        publish(report, text, script="eval_variants.py", section=args.section, title=title,
+                argv=argv, json_path=None, results=args.results)  # fmt: skip
+        return report
+    if not args.runs or not args.variant:
+        parser.error("--runs and at least one --variant are required (or --report JSON)")
     if args.episodes < 2:
         parser.error(f"--episodes={args.episodes}: at least 2, for a spread over episodes")
     try:
@@ -162,44 +219,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {key: pool.submit(_job, *job) for key, job in jobs.items()}
         results = {key: future.result() for key, future in futures.items()}
-    minutes = (time.time() - start) / 60
-    steps = sorted({result["step"] for result in results.values()})
-    lines = [
-        f"runs: {', '.join(args.runs)}",
-        f"checkpoint env step(s): {', '.join(map(str, steps))}; {args.episodes} episodes per run "
-        f"and variant from env seed {args.seed} (the same episode starts in every variant)",
-        "variants: "
-        + "; ".join(
-            f"{name} = {', '.join(f'{k}={v}' for k, v in o.items()) or 'as trained'}"
-            + (f", {mode} policy" if mode != "eval" else "")
-            for name, o, mode in variants
-        ),
-        f"{len(jobs)} processes, {args.jobs} side by side, 1 torch thread each, {minutes:.1f} min "
-        f"in all ({cpu_name()}, torch {torch.__version__})",
-        "",
-        table(args.runs, variants, results),
-    ]
-    if args.note:
-        lines = [args.note, "", *lines]
+    arguments = sys.argv[1:] if argv is None else argv
     report = {
         "runs": args.runs,
         "variants": [{"name": n, "overrides": o, "mode": m} for n, o, m in variants],
         "episodes": args.episodes,
         "seed": args.seed,
+        "jobs": args.jobs,
+        "minutes": (time.time() - start) / 60,
+        "machine": f"{cpu_name()}, torch {torch.__version__}",
+        "command": shlex.join(["python", "benchmarks/eval_variants.py", *arguments]),
+        "note": args.note,
         "results": [
             {"run": args.runs[r], "variant": variants[v][0], **results[r, v]} for r, v in results
         ],
     }
-    publish(
-        report,
-        "\n".join(lines),
-        script="eval_variants.py",
-        section=args.section,
-        title=f"## Evaluation variants ({args.section})",
-        argv=argv,
-        json_path=args.json,
-        results=args.results,
-    )
+    publish(report, describe(report), script="eval_variants.py", section=args.section,
+            title=title, argv=argv, json_path=args.json, results=args.results)  # fmt: skip
     return report
 
 

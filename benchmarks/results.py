@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -83,7 +84,7 @@ def publish(
     print(text)
     if results:
         args = sys.argv[1:] if argv is None else argv
-        command = " ".join([f"python benchmarks/{script}", *args])
+        command = shlex.join(["python", f"benchmarks/{script}", *args])
         write_section(section, f"{title}\n\nCommand: `{command}`\n\n```\n{text}\n```")
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2))

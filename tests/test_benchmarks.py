@@ -158,6 +158,11 @@ def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys)
     assert "long = planet.horizon=6, planet.candidates=12" in text
     assert "noisy = as trained, explore policy" in text
     assert "| same |" not in text and "same " in text and "0.0 ± 0.0" in text  # paired difference
+    again = eval_variants.main(["--report", str(out), "--note", "read back"])
+    assert again["results"] == report["results"]
+    rebuilt = capsys.readouterr().out
+    assert rebuilt.startswith("read back") and "Table rebuilt with --report" in rebuilt
+    assert text.split("eval return per variant")[1] in rebuilt  # the same table
     for bad in ("nocolon", "x:planet.horizon", "x:mode=greedy"):
         with pytest.raises(SystemExit):
             eval_variants.main(["--runs", run, "--variant", bad])
