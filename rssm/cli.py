@@ -133,6 +133,8 @@ def _add_see_parsers(sub: Any) -> None:
                        help="(int, default: 0) replay episode; -1: the newest")  # fmt: skip
     dream.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
     dream.add_argument("--seed", type=int, default=None, metavar="INT", help="(int, default: none)")
+    dream.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
+                       help="(int or path, default: the newest) an env step or a file")  # fmt: skip
     plot = sub.add_parser(
         "plot",
         help="learning curves of runs: mean and spread over seeds, vs env steps and wall clock",
@@ -169,6 +171,8 @@ def _add_see_parsers(sub: Any) -> None:
     report.add_argument("--episodes", type=int, default=None, metavar="INT",
                         help="(int, default: all) the newest N episodes")  # fmt: skip
     report.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
+    report.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
+                        help="(int or path, default: the newest) env step or file")  # fmt: skip
 
 
 def _dream(args: argparse.Namespace) -> int:
@@ -177,7 +181,7 @@ def _dream(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.run / "dream.mp4"
     result = dream(
         args.run, steps=args.steps, out=out, context=args.context, policy=args.policy,
-        episode=args.episode, device=args.device, seed=args.seed,
+        episode=args.episode, device=args.device, seed=args.seed, checkpoint=args.checkpoint,
     )  # fmt: skip
     print(f"dream: {result['out']} ({result['frames']} frames, episode {result['episode']}, "
           f"policy {result['policy']})")  # fmt: skip
@@ -222,7 +226,7 @@ def _report(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.run / "report"
     result = world_model_report(
         args.run, out, horizon=args.horizon, context=args.context, episodes=args.episodes,
-        device=args.device,
+        device=args.device, checkpoint=args.checkpoint,
     )  # fmt: skip
     for key, score in result["keys"].items():
         print(f"{key}: {score['metric']} at horizon {args.horizon}: model "

@@ -245,6 +245,12 @@ def test_eval_takes_a_checkpoint_a_seed_a_mode_and_overrides(tmp_path, capsys):
         assert main([*run, *bad]) == 2, bad
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+    # dream and report read a chosen checkpoint the same way
+    report = ["report", "--run", str(logdir), "--horizon", "2", "--context", "2"]
+    assert main([*report, "--out", str(tmp_path / "r"), "--checkpoint", "100"]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["step"] == 100
+    assert main([*report, "--checkpoint", "150"]) == 2
+    assert "checkpoints of steps 100, 200" in capsys.readouterr().err
 
 
 def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):

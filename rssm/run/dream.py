@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,6 +284,7 @@ def dream(
     seed: int | None = None,
     sample: bool = True,
     fps: int = 10,
+    checkpoint: str | os.PathLike | int | None = None,
 ) -> dict[str, Any]:
     """Writes a video of the world model's imagination after a real episode's first steps.
 
@@ -311,6 +313,7 @@ def dream(
             torch's generators as they are (the caller's generator state is never changed).
         sample: draw imagined latents from the prior (a dream); False rolls out its mode.
         fps: frames per second of the video.
+        checkpoint: the checkpoint to load (a step, a file name or a path); None: the newest.
 
     Returns:
         ``{"out": Path, "policy", "episode": int (>= 0), "source": "replay" | "collected",
@@ -334,7 +337,7 @@ def dream(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"dream: out={str(out)!r} must end in .mp4 or .gif")
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, checkpoint=checkpoint)
     model = world_model(run)
     if not model.decoder.cnn_keys:
         raise ValueError(

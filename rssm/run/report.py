@@ -121,6 +121,7 @@ def world_model_report(
     stride: int = 1,
     batch_size: int = 256,
     seed: int | None = 0,
+    checkpoint: str | os.PathLike | int | None = None,
 ) -> dict[str, Any]:
     """Open-loop prediction error of a run's world model against the imagination horizon.
 
@@ -147,6 +148,7 @@ def world_model_report(
         batch_size: windows per forward pass.
         seed: seeds the posterior samples of the context steps (torch's generators of the
             caller are left as they were); None does not seed.
+        checkpoint: the checkpoint to load (a step, a file name or a path); None: the newest.
 
     Returns:
         ``{"run_dir", "step" (env steps at the checkpoint), "context", "horizon", "episodes",
@@ -167,7 +169,7 @@ def world_model_report(
     _check_int("batch_size", batch_size, 1)
     _check_int("episodes", episodes, 1, allow_none=True)
     require_matplotlib()  # fail before the slow part
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, checkpoint=checkpoint)
     model = world_model(run)
     eps, source = run_episodes(run_dir, run, episodes, seed)
     lengths = [len(e["is_first"]) for e in eps]

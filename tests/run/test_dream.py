@@ -167,3 +167,13 @@ def test_missing_run_or_checkpoint(run_dir, tmp_path):
     shutil.copy(run_dir / "config.yaml", tmp_path / "fresh")
     with pytest.raises(FileNotFoundError, match="no checkpoint in .*neither checkpoint.pt"):
         dream(tmp_path / "fresh", out=tmp_path / "d.mp4")
+
+
+def test_a_chosen_checkpoint(run_dir, tmp_path):
+    from rssm.run.checkpoint import CheckpointNotFoundError
+
+    (step,) = [int(p.stem.split("-")[1]) for p in run_dir.glob("checkpoint-*.pt")]
+    result = dream(run_dir, steps=2, context=2, out=tmp_path / "d.gif", checkpoint=step)
+    assert result["step"] == step and result["frames"] == 4
+    with pytest.raises(CheckpointNotFoundError, match=f"checkpoints of steps {step}"):
+        dream(run_dir, steps=2, context=2, out=tmp_path / "e.gif", checkpoint=step + 1)

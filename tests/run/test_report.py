@@ -124,3 +124,13 @@ def test_bad_arguments_are_named(run_dir, tmp_path, kwargs, message):
 def test_missing_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         world_model_report(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_a_chosen_checkpoint(run_dir, tmp_path):
+    from rssm.run.checkpoint import CheckpointNotFoundError
+
+    (step,) = [int(p.stem.split("-")[1]) for p in run_dir.glob("checkpoint-*.pt")]
+    report = world_model_report(run_dir, tmp_path / "a", horizon=2, context=2, checkpoint=step)
+    assert report["step"] == step
+    with pytest.raises(CheckpointNotFoundError, match=f"checkpoints of steps {step}"):
+        world_model_report(run_dir, tmp_path / "b", horizon=2, context=2, checkpoint=step + 1)
