@@ -57,7 +57,7 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
             "Run episodes with the eval policy of a run's latest checkpoint (or --checkpoint) "
             "and print their returns. Reads config.yaml and the checkpoint from --run and writes "
             "nothing there. Dotted overrides change the run's config for this evaluation only, "
-            "e.g. --planet.horizon 12 or --env.action_repeat 2; one that changes the shapes of "
+            "e.g. --planet.horizon 12 or --planet.candidates 1000; one that changes the shapes of "
             "the weights (a model size) is an error naming the key."
         ),
     )
