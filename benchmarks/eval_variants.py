@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from results import captioned, publish  # noqa: E402
+from results import captioned, mean_sd, publish  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 
@@ -75,13 +75,6 @@ def _job(
     return {"returns": returns, "step": loaded.step, "seconds": time.perf_counter() - start}
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
-
-
 def table(
     runs: list[str],
     variants: list[tuple[str, dict[str, str], str]],
@@ -111,9 +104,9 @@ def table(
             [
                 name,
                 *[f"{m:.1f}" for m in per_run],
-                _mean_sd(per_run),
-                _mean_sd(episodes),
-                "-" if v == 0 else _mean_sd(paired),
+                mean_sd(per_run),
+                mean_sd(episodes),
+                "-" if v == 0 else mean_sd(paired),
                 f"{seconds:.1f}",
             ]
         )

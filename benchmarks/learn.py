@@ -40,7 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results import read_section, write_section  # noqa: E402
+from results import mean_sd, read_section, write_section  # noqa: E402
 
 from rssm import config as config_lib  # noqa: E402
 from rssm.run.logger import read_metrics  # noqa: E402
@@ -242,7 +242,8 @@ def row_from_results(env: str, label: str) -> dict[int, str]:
 
 
 def _mean_of(cell: str) -> float | None:
-    """The mean of a cell written by :func:`_fmt` (``"12.3 ± 4.5"``, ``"12.3"`` or ``"-"``)."""
+    """The mean of a cell written by :func:`results.mean_sd` (``"12.3 ± 4.5"``, ``"12.3"`` or
+    ``"-"``)."""
     head = cell.split("±")[0].strip()
     try:
         return float(head)
@@ -284,14 +285,6 @@ def floor_verdicts(
         + "; ".join(lines)
         + ".",
     ]
-
-
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) -> str:
@@ -345,7 +338,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         evals = [p["eval_return"] for p in at]
         trains = [p["train_return"] for p in at if p["train_return"] is not None]
         minutes = [p["time"] / 60 for p in at]
-        row = f"| {step} | {len(at)} | {_fmt(evals)} | {_fmt(trains)} | {_fmt(minutes)} |"
+        row = f"| {step} | {len(at)} | {mean_sd(evals)} | {mean_sd(trains)} | {mean_sd(minutes)} |"
         row += "".join(f" {cells.get(step, '-')} |" for cells in beside.values())
         if released:
             row += f" {released[step]:g} |" if step in released else " - |"

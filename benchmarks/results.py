@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -48,6 +49,15 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def mean_sd(values: list[float]) -> str:
+    """A table cell: ``"12.3 ± 4.5"`` (sample sd), ``"12.3"`` for one value, ``"-"`` for none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def align(rows: list[list[str]]) -> list[str]:

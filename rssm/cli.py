@@ -331,6 +331,8 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
             f"unexpected argument {overrides[0]!r}: overrides are dotted keys with values, "
             "e.g. --planet.horizon 12"
         )
+    import statistics
+
     from rssm.run.evaluate import evaluate_run, video_backend
     from rssm.run.runs import load_run
 
@@ -344,8 +346,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"checkpoint: {run.checkpoint} (env step {run.step}){changed}", flush=True)
     # An OSError (e.g. the video's disk is full) becomes one line in main().
     returns = evaluate_run(run, args.episodes, seed=args.seed, video=video, mode=args.mode)
-    mean = sum(returns) / len(returns)
-    std = (sum((r - mean) ** 2 for r in returns) / len(returns)) ** 0.5
+    mean, std = statistics.fmean(returns), statistics.pstdev(returns)
     print(f"returns: {', '.join(f'{r:.1f}' for r in returns)}; mean {mean:.1f} ± {std:.1f}")
     if video is not None:
         print(f"video: {video}")
