@@ -86,6 +86,30 @@ def test_learn_table_puts_the_released_curve_beside_a_proprio_row(tmp_path):
     assert "Partial row" not in table  # all seeds asked for, every run reached --steps
 
 
+def test_learn_table_puts_the_released_pixels_curve_beside_a_pixels_row(tmp_path):
+    import learn
+
+    args = learn.parse_args([
+        "--label", "planet", "--configs", "planet", "dmc_vision", "debug", "--env",
+        "dmc:reacher-easy", "--steps", "40000", "--eval-every", "10000", "--out", str(tmp_path),
+    ])  # fmt: skip
+    points = [
+        {"step": step, "time": 60.0, "eval_return": 100.0, "train_return": 90.0}
+        for step in (20_000, 30_000, 40_000)
+    ]
+    runs = [{"seed": 0, "logdir": str(tmp_path / "none"), "points": points, "stopped_at": 40_000,
+             "updates": 4000}]  # fmt: skip
+    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
+    assert "released DreamerV3 (S, pixels, train return) |" in table
+    # the pixels curve starts at 30K; the proprio one (72 / 36 / 359 / 485) must not appear
+    assert "| 20000 | 1 | 100.0 | 90.0 | 1.0 | - |" in table
+    assert "| 30000 | 1 | 100.0 | 90.0 | 1.0 | 73 |" in table
+    assert "| 40000 | 1 | 100.0 | 90.0 | 1.0 | 86 |" in table
+    # no curve for a task without one, nor for another observation kind
+    assert learn.released_curve("dmc:walker-walk", "pixels")[1] == {}
+    assert learn.released_curve("dmc:reacher-easy", None) == ("", {})
+
+
 def test_learn_table_puts_other_rows_beside_and_judges_against_a_floor(tmp_path, monkeypatch):
     import learn
     import results
