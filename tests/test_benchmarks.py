@@ -193,6 +193,65 @@ def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys)
         assert bad.split(":")[0] in capsys.readouterr().err
 
 
+def test_plan_foresight_records_the_episodes_rssm_eval_runs(tmp_path, capsys):
+    import learn
+    import plan_foresight
+
+    from rssm.run.evaluate import evaluate
+
+    learn.main([
+        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+        "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out", str(tmp_path / "runs"),
+    ])  # fmt: skip
+    run = str(next((tmp_path / "runs").iterdir()))
+    out = tmp_path / "foresight.json"
+    report = plan_foresight.main([
+        "--runs", run, "--episodes", "2", "--jobs", "1", "--samples", "3", "--seed", "7",
+        "--json", str(out),
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    (result,) = report["results"]
+    # the diagnostics draw from forked generators: the same episodes as rssm eval's
+    assert result["returns"] == evaluate(run, 2, seed=7, device="cpu")
+    for record, total in zip(result["episodes"], result["returns"], strict=True):
+        length = len(record["reward"])
+        assert length > result["horizon"] and len(record["planned"]) == length
+        assert len(record["seen"]) == length + 1  # the last observation's posterior too
+        assert sum(record["reward"]) == pytest.approx(total)  # the env's rewards, one per action
+        summary = plan_foresight.episode_summary(record, result["horizon"])
+        assert summary["return"] == pytest.approx(total)
+    text = capsys.readouterr().out
+    assert "H-return predicted" in text and "by outcome" in text
+    again = plan_foresight.main(["--report", str(out), "--note", "read back"])
+    assert again["results"] == report["results"]
+    rebuilt = capsys.readouterr().out
+    assert rebuilt.startswith("read back") and text.split("per episode")[1] in rebuilt
+
+
+def test_plan_foresight_summary_lines_predictions_up_with_rewards():
+    import plan_foresight
+
+    # reward[t] is earned by step t's action; seen[t + 1] predicts it; planned[t] predicts
+    # reward[t:t + 2]
+    record = {"reward": [0.0, 1.0, 1.0, 0.0], "seen": [5.0, 0.0, 1.0, 1.0, 0.0],
+              "planned": [1.0, 2.0, 1.0, 0.0]}  # fmt: skip
+    s = plan_foresight.episode_summary(record, 2)
+    assert s["return"] == 2.0 and s["seen_actual"] == 2.0 and s["seen_predicted"] == 2.0
+    assert s["achieved"] == pytest.approx((1 + 2 + 1) / 3) and s["planned"] == s["achieved"]
+    assert s["difference"] == 0.0 and s["correlation"] == pytest.approx(1.0)
+
+
+def test_plan_foresight_refuses_an_agent_without_a_planner():
+    import plan_foresight
+
+    class Actor:
+        class capabilities:  # noqa: N801
+            imagination = "actor"
+
+    with pytest.raises(ValueError, match="needs a planner agent"):
+        plan_foresight._Recorder(Actor(), 1)
+
+
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
     import learn
 

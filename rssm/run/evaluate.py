@@ -95,9 +95,11 @@ def evaluate_run(
     seed: int | None = None,
     video: str | os.PathLike | None = None,
     mode: Mode = "eval",
+    on_step: Callable[[dict[str, Any], int], None] | None = None,
 ) -> list[float]:
     """Returns of ``episodes`` episodes of a run restored by :func:`~rssm.run.runs.load_run`;
-    the arguments are :func:`evaluate`'s."""
+    the arguments are :func:`evaluate`'s, and ``on_step(transition, worker)`` (if given) sees
+    every transition as :meth:`rssm.data.Driver.on_step` passes it, the reset rows included."""
     # rssm.run.train re-exports evaluate, so its names are looked up here, not at import.
     from rssm.run import train as train_lib
 
@@ -109,6 +111,8 @@ def evaluate_run(
     driver = Driver(envs, seed=seed)
     returns: list[float] = []
     driver.on_episode(lambda stats, worker: returns.append(float(stats["return"])))
+    if on_step is not None:
+        driver.on_step(on_step)
     try:
         recorder: contextlib.AbstractContextManager = contextlib.nullcontext()
         if video_path is not None:

@@ -60,6 +60,24 @@ def test_returns_repeat_under_a_seed_and_leave_torch_rng_alone(run_dir):
     assert evaluate(run_dir, episodes=1, seed=123, mode="explore")[0] >= 0
 
 
+def test_evaluate_run_shows_every_transition_to_on_step(run_dir):
+    from rssm.run.evaluate import evaluate_run
+
+    transitions = []
+    returns = evaluate_run(
+        load_run(run_dir, "cpu"), 2, on_step=lambda t, worker: transitions.append((t, worker))
+    )
+    assert returns == evaluate(run_dir, episodes=2)  # watching changes nothing
+    firsts = [k for k, (t, _) in enumerate(transitions) if t["is_first"]]
+    assert firsts == [0, TIME_LIMIT + 1] and len(transitions) == 2 * (TIME_LIMIT + 1)
+    assert all(worker == 0 for _, worker in transitions)
+    for episode, total in zip(
+        (transitions[: TIME_LIMIT + 1], transitions[TIME_LIMIT + 1 :]), returns, strict=True
+    ):
+        assert episode[-1][0]["is_last"]
+        assert sum(float(t["reward"]) for t, _ in episode) == pytest.approx(total)
+
+
 def test_mp4_video_holds_every_frame_upscaled(run_dir, tmp_path):
     imageio = pytest.importorskip("imageio.v2")
     pytest.importorskip("imageio_ffmpeg")
