@@ -60,6 +60,24 @@ def parse_variant(text: str) -> tuple[str, dict[str, str], str]:
     return name, overrides, mode
 
 
+def check_runs(runs: list[str], checkpoint: str | None) -> str | None:
+    """Why ``runs`` cannot be evaluated at ``checkpoint`` (a run directory without
+    ``config.yaml``, a checkpoint a run does not keep), or None; checked before any process
+    starts, so that the answer is one line, not a worker's traceback."""
+    from rssm.run.checkpoint import CheckpointNotFoundError
+    from rssm.run.runs import find_checkpoint
+
+    for run in runs:
+        if not (Path(run) / "config.yaml").is_file():
+            return f"--runs: {run} holds no config.yaml (not a run directory of rssm train)"
+        if checkpoint is not None:
+            try:
+                find_checkpoint(run, checkpoint)
+            except CheckpointNotFoundError as error:
+                return f"--checkpoint: {error}"
+    return None
+
+
 def _job(
     run: str, checkpoint: str | None, overrides: dict[str, str], mode: str, episodes: int, seed: int
 ) -> dict[str, Any]:
@@ -199,9 +217,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     names = [name for name, _, _ in variants]
     if len(set(names)) != len(names):
         parser.error(f"--variant names repeat: {', '.join(names)}")
-    for run in args.runs:
-        if not (Path(run) / "config.yaml").is_file():
-            parser.error(f"--runs: {run} holds no config.yaml (not a run directory of rssm train)")
+    problem = check_runs(args.runs, args.checkpoint)
+    if problem:
+        parser.error(problem)
     jobs = {
         (r, v): (run, args.checkpoint, overrides, mode, args.episodes, args.seed)
         for r, run in enumerate(args.runs)

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from eval_variants import check_runs  # noqa: E402
 from results import captioned, mean_sd, publish  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
@@ -249,9 +250,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--runs is required (or --report JSON)")
     if args.episodes < 1 or args.samples < 1 or args.jobs < 1:
         parser.error("--episodes, --samples and --jobs must be at least 1")
-    for run in args.runs:
-        if not (Path(run) / "config.yaml").is_file():
-            parser.error(f"--runs: {run} holds no config.yaml (not a run directory of rssm train)")
+    problem = check_runs(args.runs, args.checkpoint)
+    if problem:
+        parser.error(problem)
     start = time.time()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:

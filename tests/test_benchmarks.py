@@ -191,6 +191,13 @@ def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys)
         with pytest.raises(SystemExit):
             eval_variants.main(["--runs", run, "--variant", bad])
         assert bad.split(":")[0] in capsys.readouterr().err
+    for bad, message in (
+        (["--runs", run, "--checkpoint", "999"], "no checkpoint '999'"),
+        (["--runs", str(tmp_path)], "holds no config.yaml"),
+    ):
+        with pytest.raises(SystemExit):  # one line before any process starts
+            eval_variants.main([*bad, "--variant", "base:"])
+        assert message in capsys.readouterr().err
 
 
 def test_plan_foresight_records_the_episodes_rssm_eval_runs(tmp_path, capsys):
@@ -226,6 +233,9 @@ def test_plan_foresight_records_the_episodes_rssm_eval_runs(tmp_path, capsys):
     assert again["results"] == report["results"]
     rebuilt = capsys.readouterr().out
     assert rebuilt.startswith("read back") and text.split("per episode")[1] in rebuilt
+    with pytest.raises(SystemExit):
+        plan_foresight.main(["--runs", run, "--checkpoint", "999"])
+    assert "the run keeps checkpoints of steps 200" in capsys.readouterr().err
 
 
 def test_plan_foresight_summary_lines_predictions_up_with_rewards():
