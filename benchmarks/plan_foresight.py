@@ -10,13 +10,15 @@ starts, the same actions, the same returns) it records
   plan's ``H`` imagined steps, averaged over ``--samples`` latent samples) and the return the
   next ``H`` steps actually earned (does the model *foresee* it?).
 
-Per episode it prints the return, the seen-reward sums, and the mean predicted and achieved
-``H``-step returns over the steps that have ``H`` steps ahead, their mean difference and their
-correlation. Reading it: a failed episode whose predicted ``H``-step returns stay near zero is one
-where the model sees no reward within the planner's reach (the search, its horizon or the data
-are short); one whose predictions run well above what was achieved is one where the model
-believes in rewards its actions do not bring (a model error the planner exploits); a seen-reward
-sum well below the actual one means the reward head misses real reward.
+Per episode it prints the return, the reward head's sum over the episode's observations (its
+reading of that return), and the mean predicted and achieved ``H``-step returns over the steps
+that have ``H`` steps ahead, their mean difference and their correlation; then the same means
+over episodes grouped by return. Reading it: a failed episode whose predicted ``H``-step returns
+stay near zero is one where the model sees no reward within the planner's reach (the search, its
+horizon or the data are short); one whose predictions run well above what was achieved is one
+where the model believes in rewards its actions do not bring (a model error the planner
+exploits); a reward-head sum well below the return means the reward head misses real reward, one
+well above it that the model takes states without reward for rewarding ones.
 
     python benchmarks/plan_foresight.py --runs runs/planet-seed0 runs/planet-seed1 \\
         --checkpoint 45000 --episodes 10 --json foresight.json --results
@@ -166,8 +168,8 @@ def describe(report: dict[str, Any]) -> str:
             f"{report['minutes']:.1f} min in all ({report['machine']})"
         )
     rows = [
-        ["run/episode", "return", "seen reward", "seen predicted", "H-return predicted",
-         "H-return achieved", "predicted - achieved", "correlation"],
+        ["run/episode", "return", "seen predicted", "H-return predicted", "H-return achieved",
+         "predicted - achieved", "correlation"],
     ]  # fmt: skip
     summaries = []
     for r, result in enumerate(results):
@@ -175,9 +177,9 @@ def describe(report: dict[str, Any]) -> str:
             s = episode_summary(record, result["horizon"])
             summaries.append(s)
             rows.append(
-                [f"{r}/{e}", f"{s['return']:.0f}", f"{s['seen_actual']:.0f}",
-                 f"{s['seen_predicted']:.1f}", f"{s['planned']:.2f}", f"{s['achieved']:.2f}",
-                 f"{s['difference']:+.2f}", f"{s['correlation']:.2f}"]
+                [f"{r}/{e}", f"{s['return']:.0f}", f"{s['seen_predicted']:.1f}",
+                 f"{s['planned']:.2f}", f"{s['achieved']:.2f}", f"{s['difference']:+.2f}",
+                 f"{s['correlation']:.2f}"]
             )  # fmt: skip
     lines += [
         "",
@@ -191,7 +193,7 @@ def describe(report: dict[str, Any]) -> str:
 
 def _grouped(summaries: list[dict[str, float]]) -> str:
     """Means over episodes, split at a return of 500 (half an episode's reward on reacher)."""
-    rows = [["episodes", "count", "return", "seen predicted / seen", "H-return predicted",
+    rows = [["episodes", "count", "return", "seen predicted", "H-return predicted",
              "H-return achieved"]]  # fmt: skip
     for name, keep in (
         ("return >= 500", lambda s: s["return"] >= 500),
@@ -199,10 +201,10 @@ def _grouped(summaries: list[dict[str, float]]) -> str:
         ("return < 100", lambda s: s["return"] < 100),
     ):
         group = [s for s in summaries if keep(s)]
-        ratio = [s["seen_predicted"] / s["seen_actual"] for s in group if s["seen_actual"] > 0]
         rows.append(
-            [name, str(len(group)), mean_sd([s["return"] for s in group]), mean_sd(ratio),
-             mean_sd([s["planned"] for s in group]), mean_sd([s["achieved"] for s in group])]
+            [name, str(len(group))]
+            + [mean_sd([s[key] for s in group])
+               for key in ("return", "seen_predicted", "planned", "achieved")]
         )  # fmt: skip
     return captioned("by outcome (mean ± sd over episodes)", rows)
 
