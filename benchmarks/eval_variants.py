@@ -165,22 +165,20 @@ def describe(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_eval_arguments(parser: argparse.ArgumentParser, *, section: str, per: str) -> None:
+    """The options every evaluation of trained runs here takes: the runs, the checkpoint, the
+    episodes and their env seed, the processes, and where the report goes (or ``--report``)."""
     parser.add_argument("--runs", nargs="+", help="run directories of rssm train")
     parser.add_argument(
         "--checkpoint",
         default=None,
         help="the checkpoint step (or file) of every run; default: the newest",
     )
-    parser.add_argument(
-        "--variant", action="append", help="NAME:KEY=VALUE,... (repeat; the first is the baseline)"
-    )
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per run and variant")
+    parser.add_argument("--episodes", type=int, default=10, help=f"episodes per {per}")
     parser.add_argument("--seed", type=int, default=10_000, help="env seed of the episodes")
     parser.add_argument("--jobs", type=int, default=2, help="processes side by side")
     parser.add_argument("--note", default="", help="a sentence for the results section")
-    parser.add_argument("--section", default="eval-variants", help="docs/results.md section")
+    parser.add_argument("--section", default=section, help="docs/results.md section")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     parser.add_argument(
@@ -188,24 +186,65 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=Path,
         default=None,
         metavar="JSON",
-        help="evaluate nothing: rebuild the table from the --json an evaluation wrote",
+        help="evaluate nothing: rebuild the tables from the --json an evaluation wrote",
+    )
+
+
+def republish(
+    args: argparse.Namespace, describe: Any, *, script: str, title: str, argv: list[str] | None
+) -> dict[str, Any]:
+    """``--report``: the tables of a finished evaluation from the JSON it wrote (its command
+    quoted), printed and, with ``--results``, written to docs/results.md."""
+    report = json.loads(args.report.read_text())
+    if args.note:
+        report["note"] = args.note
+    command = report.get("command") or "its command is not recorded in that file"
+    text = describe(report) + (
+        f"\n\nRebuilt with --report from {args.report}, the JSON that the evaluation wrote "
+        f"({command})."
+    )
+    publish(report, text, script=script, section=args.section, title=title, argv=argv,
+            json_path=None, results=args.results)  # fmt: skip
+    return report
+
+
+def run_processes(function: Any, jobs: dict[Any, tuple], workers: int) -> dict[Any, Any]:
+    """``function(*job)`` for every job, in ``workers`` spawned processes; results by key."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {key: pool.submit(function, *job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def report_header(
+    args: argparse.Namespace, script: str, argv: list[str] | None, start: float
+) -> dict[str, Any]:
+    """The fields every evaluation report records: its episodes, seed and processes, the
+    minutes it took since ``start``, the machine and the command."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return {
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "jobs": args.jobs,
+        "minutes": (time.time() - start) / 60,
+        "machine": f"{cpu_name()}, torch {torch.__version__}",
+        "command": shlex.join(["python", f"benchmarks/{script}", *arguments]),
+        "note": args.note,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_eval_arguments(parser, section="eval-variants", per="run and variant")
+    parser.add_argument(
+        "--variant", action="append", help="NAME:KEY=VALUE,... (repeat; the first is the baseline)"
     )
     args = parser.parse_args(argv)
     title = f"## Evaluation variants ({args.section})"
     if args.report is not None:
         if args.runs or args.variant:
             parser.error("--report rebuilds a finished evaluation's table; drop --runs, --variant")
-        report = json.loads(args.report.read_text())
-        if args.note:
-            report["note"] = args.note
-        command = report.get("command") or "its command is not recorded in that file"
-        text = describe(report) + (
-            f"\n\nTable rebuilt with --report from {args.report}, the JSON that the evaluation "
-            f"wrote ({command})."
-        )
-        publish(report, text, script="eval_variants.py", section=args.section, title=title,
-                argv=argv, json_path=None, results=args.results)  # fmt: skip
-        return report
+        return republish(args, describe, script="eval_variants.py", title=title, argv=argv)
     if not args.runs or not args.variant:
         parser.error("--runs and at least one --variant are required (or --report JSON)")
     if args.episodes < 2:
@@ -226,21 +265,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for v, (_, overrides, mode) in enumerate(variants)
     }
     start = time.time()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {key: pool.submit(_job, *job) for key, job in jobs.items()}
-        results = {key: future.result() for key, future in futures.items()}
-    arguments = sys.argv[1:] if argv is None else argv
+    results = run_processes(_job, jobs, args.jobs)
     report = {
         "runs": args.runs,
         "variants": [{"name": n, "overrides": o, "mode": m} for n, o, m in variants],
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "jobs": args.jobs,
-        "minutes": (time.time() - start) / 60,
-        "machine": f"{cpu_name()}, torch {torch.__version__}",
-        "command": shlex.join(["python", "benchmarks/eval_variants.py", *arguments]),
-        "note": args.note,
+        **report_header(args, "eval_variants.py", argv, start),
         "results": [
             {"run": args.runs[r], "variant": variants[v][0], **results[r, v]} for r, v in results
         ],

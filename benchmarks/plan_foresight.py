@@ -30,14 +30,10 @@ returns equal ``rssm eval``'s for the same run, checkpoint, seed and episode cou
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing
-import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +43,14 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from eval_variants import check_runs  # noqa: E402
+from eval_variants import (  # noqa: E402
+    add_eval_arguments,
+    check_runs,
+    report_header,
+    republish,
+    run_processes,
+)
 from results import captioned, mean_sd, publish  # noqa: E402
-from throughput import cpu_name  # noqa: E402
 
 
 class _Recorder:
@@ -211,43 +212,14 @@ def _grouped(summaries: list[dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", help="run directories of rssm train (PlaNet)")
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="the checkpoint step (or file) of every run; default: newest",
-    )
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per run")
-    parser.add_argument("--seed", type=int, default=10_000, help="env seed of the episodes")
+    add_eval_arguments(parser, section="plan-foresight", per="run")
     parser.add_argument("--samples", type=int, default=16, help="latent samples per prediction")
-    parser.add_argument("--jobs", type=int, default=2, help="processes side by side")
-    parser.add_argument("--note", default="", help="a sentence for the results section")
-    parser.add_argument("--section", default="plan-foresight", help="docs/results.md section")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--results", action="store_true", help="write docs/results.md section")
-    parser.add_argument(
-        "--report",
-        type=Path,
-        default=None,
-        metavar="JSON",
-        help="evaluate nothing: rebuild the tables from the --json an evaluation wrote",
-    )
     args = parser.parse_args(argv)
     title = f"## Planner foresight ({args.section})"
     if args.report is not None:
         if args.runs:
             parser.error("--report rebuilds a finished evaluation's tables; drop --runs")
-        report = json.loads(args.report.read_text())
-        if args.note:
-            report["note"] = args.note
-        command = report.get("command") or "its command is not recorded in that file"
-        text = describe(report) + (
-            f"\n\nTables rebuilt with --report from {args.report}, the JSON that the evaluation "
-            f"wrote ({command})."
-        )
-        publish(report, text, script="plan_foresight.py", section=args.section, title=title,
-                argv=argv, json_path=None, results=args.results)  # fmt: skip
-        return report
+        return republish(args, describe, script="plan_foresight.py", title=title, argv=argv)
     if not args.runs:
         parser.error("--runs is required (or --report JSON)")
     if args.episodes < 1 or args.samples < 1 or args.jobs < 1:
@@ -256,24 +228,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if problem:
         parser.error(problem)
     start = time.time()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = [
-            pool.submit(_job, run, args.checkpoint, args.episodes, args.seed, args.samples)
-            for run in args.runs
-        ]
-        results = [future.result() for future in futures]
-    arguments = sys.argv[1:] if argv is None else argv
+    jobs = {
+        r: (run, args.checkpoint, args.episodes, args.seed, args.samples)
+        for r, run in enumerate(args.runs)
+    }
+    results = run_processes(_job, jobs, args.jobs)
     report = {
-        "episodes": args.episodes,
-        "seed": args.seed,
+        **report_header(args, "plan_foresight.py", argv, start),
         "samples": args.samples,
-        "jobs": args.jobs,
-        "minutes": (time.time() - start) / 60,
-        "machine": f"{cpu_name()}, torch {torch.__version__}",
-        "command": shlex.join(["python", "benchmarks/plan_foresight.py", *arguments]),
-        "note": args.note,
-        "results": [{"run": run, **result} for run, result in zip(args.runs, results, strict=True)],
+        "results": [{"run": run, **results[r]} for r, run in enumerate(args.runs)],
     }
     publish(report, describe(report), script="plan_foresight.py", section=args.section,
             title=title, argv=argv, json_path=args.json, results=args.results)  # fmt: skip

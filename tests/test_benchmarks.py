@@ -16,6 +16,22 @@ def importable(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
+@pytest.fixture(scope="module")
+def planet_run(tmp_path_factory):
+    """A tiny PlaNet run (200 env steps on the point mass) that the evaluation tests share; they
+    write nothing into it."""
+    out = tmp_path_factory.mktemp("planet-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        import learn
+
+        learn.main([
+            "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+            "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out", str(out / "runs"),
+        ])  # fmt: skip
+    return str(next((out / "runs").iterdir()))
+
+
 def test_learn_writes_curves_for_each_seed(tmp_path, capsys):
     import learn
 
@@ -66,46 +82,41 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     )
 
 
-def test_learn_table_puts_the_released_curve_beside_a_proprio_row(tmp_path):
+@pytest.mark.parametrize(
+    ("obs", "header", "cells"),
+    [
+        # the proprio curve from 10K on
+        ("dmc_proprio", "released DreamerV3 (S, train return)", {20_000: "36", 30_000: "359"}),
+        # the pixels curve starts at 30K; the proprio one must not appear in a pixels row
+        ("dmc_vision", "released DreamerV3 (S, pixels, train return)", {20_000: "-", 30_000: "73"}),
+    ],
+)
+def test_learn_table_puts_the_released_curve_of_its_observations_beside_a_row(
+    tmp_path, obs, header, cells
+):
     import learn
 
     args = learn.parse_args([
-        "--label", "v3", "--configs", "dreamer_v3", "dmc_proprio", "debug", "--env",
-        "dmc:reacher-easy", "--steps", "20000", "--eval-every", "10000", "--out", str(tmp_path),
+        "--label", "row", "--configs", "dreamer_v3", obs, "debug", "--env", "dmc:reacher-easy",
+        "--steps", "30000", "--eval-every", "10000", "--out", str(tmp_path),
     ])  # fmt: skip
     points = [
-        {"step": 10_000, "time": 60.0, "eval_return": 100.0, "train_return": 90.0},
-        {"step": 20_000, "time": 120.0, "eval_return": 200.0, "train_return": 150.0},
+        {"step": 20_000, "time": 60.0, "eval_return": 100.0, "train_return": 90.0},
+        {"step": 30_000, "time": 120.0, "eval_return": 200.0, "train_return": 150.0},
     ]
-    runs = [{"seed": 0, "logdir": str(tmp_path / "none"), "points": points, "stopped_at": 20_000,
+    runs = [{"seed": 0, "logdir": str(tmp_path / "none"), "points": points, "stopped_at": 30_000,
              "updates": 5000}]  # fmt: skip
     table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
-    assert "released DreamerV3 (S, train return) |" in table
-    assert "| 10000 | 1 | 100.0 | 90.0 | 1.0 | 72 |" in table
-    assert "| 20000 | 1 | 200.0 | 150.0 | 2.0 | 36 |" in table
+    assert f"{header} |" in table
+    assert f"| 20000 | 1 | 100.0 | 90.0 | 1.0 | {cells[20_000]} |" in table
+    assert f"| 30000 | 1 | 200.0 | 150.0 | 2.0 | {cells[30_000]} |" in table
     assert "Partial row" not in table  # all seeds asked for, every run reached --steps
 
 
-def test_learn_table_puts_the_released_pixels_curve_beside_a_pixels_row(tmp_path):
+def test_released_curve_is_empty_without_one():
     import learn
 
-    args = learn.parse_args([
-        "--label", "planet", "--configs", "planet", "dmc_vision", "debug", "--env",
-        "dmc:reacher-easy", "--steps", "40000", "--eval-every", "10000", "--out", str(tmp_path),
-    ])  # fmt: skip
-    points = [
-        {"step": step, "time": 60.0, "eval_return": 100.0, "train_return": 90.0}
-        for step in (20_000, 30_000, 40_000)
-    ]
-    runs = [{"seed": 0, "logdir": str(tmp_path / "none"), "points": points, "stopped_at": 40_000,
-             "updates": 4000}]  # fmt: skip
-    table = learn.markdown(args, runs, "python benchmarks/learn.py ...")
-    assert "released DreamerV3 (S, pixels, train return) |" in table
-    # the pixels curve starts at 30K; the proprio one (72 / 36 / 359 / 485) must not appear
-    assert "| 20000 | 1 | 100.0 | 90.0 | 1.0 | - |" in table
-    assert "| 30000 | 1 | 100.0 | 90.0 | 1.0 | 73 |" in table
-    assert "| 40000 | 1 | 100.0 | 90.0 | 1.0 | 86 |" in table
-    # no curve for a task without one, nor for another observation kind
+    assert learn.released_curve("dmc:reacher-easy", "pixels")[1][40_000] == 86
     assert learn.released_curve("dmc:walker-walk", "pixels")[1] == {}
     assert learn.released_curve("dmc:reacher-easy", None) == ("", {})
 
@@ -157,15 +168,10 @@ def test_learn_table_puts_other_rows_beside_and_judges_against_a_floor(tmp_path,
         learn.main([*argv[:-4], "--beside", "v3"])
 
 
-def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys):
+def test_eval_variants_pairs_the_same_episodes_across_settings(planet_run, tmp_path, capsys):
     import eval_variants
-    import learn
 
-    learn.main([
-        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
-        "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out", str(tmp_path / "runs"),
-    ])  # fmt: skip
-    run = str(next((tmp_path / "runs").iterdir()))
+    run = planet_run
     out = tmp_path / "variants.json"
     report = eval_variants.main([
         "--runs", run, "--episodes", "2", "--jobs", "1", "--json", str(out),
@@ -185,7 +191,7 @@ def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys)
     again = eval_variants.main(["--report", str(out), "--note", "read back"])
     assert again["results"] == report["results"]
     rebuilt = capsys.readouterr().out
-    assert rebuilt.startswith("read back") and "Table rebuilt with --report" in rebuilt
+    assert rebuilt.startswith("read back") and "Rebuilt with --report" in rebuilt
     assert text.split("eval return per variant")[1] in rebuilt  # the same table
     for bad in ("nocolon", "x:planet.horizon", "x:mode=greedy"):
         with pytest.raises(SystemExit):
@@ -200,17 +206,12 @@ def test_eval_variants_pairs_the_same_episodes_across_settings(tmp_path, capsys)
         assert message in capsys.readouterr().err
 
 
-def test_plan_foresight_records_the_episodes_rssm_eval_runs(tmp_path, capsys):
-    import learn
+def test_plan_foresight_records_the_episodes_rssm_eval_runs(planet_run, tmp_path, capsys):
     import plan_foresight
 
     from rssm.run.evaluate import evaluate
 
-    learn.main([
-        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
-        "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out", str(tmp_path / "runs"),
-    ])  # fmt: skip
-    run = str(next((tmp_path / "runs").iterdir()))
+    run = planet_run
     out = tmp_path / "foresight.json"
     report = plan_foresight.main([
         "--runs", run, "--episodes", "2", "--jobs", "1", "--samples", "3", "--seed", "7",
