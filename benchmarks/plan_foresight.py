@@ -57,7 +57,7 @@ class _Recorder:
     """Stands in for a planner agent in :func:`rssm.run.evaluate.evaluate_run`: acts exactly as
     the agent does and, under forked generators, records per step the reward head's mode on the
     posterior and the predicted return of the plan acted on; :meth:`step` records the env's
-    rewards."""
+    rewards. One env, as ``evaluate_run`` steps."""
 
     def __init__(self, agent: Any, samples: int) -> None:
         if getattr(agent.capabilities, "imagination", None) != "planner":
@@ -108,7 +108,6 @@ def _job(run: str, checkpoint: str | None, episodes: int, seed: int, samples: in
     )
     records = recorder.episodes[:episodes]
     for record in records:
-        # one prediction per action taken, one reward per action taken
         # one plan per action taken; one posterior per observation (the last one's if the
         # driver asked for an action there)
         length = len(record["reward"])
