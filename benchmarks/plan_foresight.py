@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from eval_variants import (  # noqa: E402
+from evaluations import (  # noqa: E402
     add_eval_arguments,
     check_runs,
     report_header,

@@ -75,6 +75,12 @@ def captioned(caption: str, rows: list[list[str]]) -> str:
     return "\n".join([caption, "", *align(rows)])
 
 
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The shell command that ran ``benchmarks/<script>`` with ``argv`` (None: this process's
+    own arguments), quoted so that it can be pasted back."""
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
 def publish(
     report: dict[str, Any],
     text: str,
@@ -93,8 +99,7 @@ def publish(
     """
     print(text)
     if results:
-        args = sys.argv[1:] if argv is None else argv
-        command = shlex.join(["python", f"benchmarks/{script}", *args])
+        command = command_line(script, argv)
         write_section(section, f"{title}\n\nCommand: `{command}`\n\n```\n{text}\n```")
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2))
