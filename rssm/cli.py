@@ -43,7 +43,11 @@ def _build_parser(presets: Sequence[str] | None = None) -> argparse.ArgumentPars
         help=f"(list of str, default: {' '.join(DEFAULT_CONFIGS)}) presets applied in order",
     )
     train.add_argument("--env", default=None, help="(str) shortcut for --env.name")
-    train.add_argument("--resume", action="store_true", help="continue the run in --logdir")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --logdir (its config.yaml, unless --configs rebuilds it)",
+    )
     train.add_argument(
         "--older",
         action="store_true",
@@ -267,18 +271,49 @@ def _presets_in(argv: Sequence[str]) -> list[str] | None:
     return names
 
 
+def _resumed_config(overrides: list[str]) -> Any:
+    """``rssm train --resume`` without ``--configs``: the config.yaml of the run in ``--logdir``
+    with the overrides applied (the resume itself refuses changes other than the resumable keys,
+    naming them)."""
+    from rssm.config import apply_overrides
+    from rssm.run.run_config import Config
+    from rssm.run.runs import load_config
+
+    logdir = apply_overrides(Config(), _logdir_tokens(overrides)).logdir
+    if logdir == Config().logdir and not Path(logdir).is_dir():
+        raise ValueError(
+            "--resume continues the run in --logdir: add --logdir RUN_DIR (the directory rssm "
+            "train printed), or --configs to rebuild the run's config from presets"
+        )
+    return apply_overrides(load_config(logdir), overrides)
+
+
+def _logdir_tokens(overrides: list[str]) -> list[str]:
+    """The ``--logdir X`` (or ``--logdir=X``) tokens of an override list."""
+    out = []
+    for i, token in enumerate(overrides):
+        if token == "--logdir" and i + 1 < len(overrides):
+            out = [token, overrides[i + 1]]
+        elif token.startswith("--logdir="):
+            out = [token]
+    return out
+
+
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from rssm.config import apply_overrides, layers, load_presets
     from rssm.run.run_config import Config, check_train_schedule, resolve_threads
 
     # under torchrun every rank runs this; rank 0 speaks for the run
     say = print if os.environ.get("RANK", "0") == "0" else lambda *_, **__: None
-    presets = args.configs or DEFAULT_CONFIGS
-    config = load_presets(Config, presets)
     if args.env is not None:
         overrides = ["--env.name", args.env, *overrides]
-    config = apply_overrides(config, overrides)
-    check_train_schedule(config, layers(presets, overrides))
+    if args.resume and args.configs is None:
+        # continue a run as it was configured: its config.yaml, then the overrides
+        config = _resumed_config(overrides)
+    else:
+        presets = args.configs or DEFAULT_CONFIGS
+        config = apply_overrides(load_presets(Config, presets), overrides)
+        check_train_schedule(config, layers(presets, overrides))
     if config.logdir == Config().logdir and not args.resume:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.agent}-{config.env.name}"
         config = apply_overrides(config, ["--logdir", str(Path("runs") / name.replace(":", "-"))])

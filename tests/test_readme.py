@@ -2,15 +2,17 @@
 runs against tiny runs (``runs/<dir>`` is a PlaNet run like the demo's, ``runs/a-seed*`` two seeds
 of a Dreamer run, ``runs/b-seed0`` another run). Training lines compose and check their config
 the way ``rssm train`` does, with the training itself replaced by a stub (they would take hours);
-the world-model job likewise."""
+the world-model job likewise. The resume line extends a copy of the demo run by 20 steps."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rssm.cli import main
 
@@ -39,7 +41,7 @@ def command_lines() -> list[str]:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme") / "runs"
     planet = ["train", "--configs", "planet", "debug"]
-    # the demo-like run: presets only (the README resumes it with its presets)
+    # the demo-like run: presets only (the README resumes it from its config.yaml)
     assert main([*planet, "--run.steps", "100", "--logdir", str(root / "demo")]) == 0
     assert main([*planet, *TINY, "--logdir", str(root / "b-seed0")]) == 0
     for seed in (0, 1):
@@ -57,7 +59,6 @@ def test_the_readme_has_command_lines():
 def test_readme_command_runs_as_written(line, runs, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     line = line.replace("runs/<dir>", str(runs / "demo"))
-    line = line.replace("<the run's presets>", "planet debug")
     line = line.replace("<step>", "100")  # the demo-like run's checkpoint
     for name in ("a-seed0", "a-seed1", "b-seed0"):
         line = line.replace(f"runs/{name}", str(runs / name))
@@ -88,6 +89,12 @@ def test_readme_command_runs_as_written(line, runs, tmp_path, monkeypatch, capsy
         with pytest.raises(Reached):
             main(args)
         return
-    if args[0] == "train":  # --resume of the finished demo run: nothing left to do
-        args += ["--logdir", str(runs / "demo")] if "--logdir" not in args else []
+    if args[0] == "train":  # --resume: a copy of the demo run, extended by 20 steps, not to 200K
+        copy = tmp_path / "demo"
+        shutil.copytree(runs / "demo", copy)
+        args = [str(copy) if a == str(runs / "demo") else a for a in args]
+        args[args.index("--run.steps") + 1] = "120"
+        assert main(args) == 0, capsys.readouterr().err
+        assert yaml.safe_load((copy / "config.yaml").read_text())["run"]["steps"] == 120
+        return
     assert main(args) == 0, capsys.readouterr().err

@@ -28,6 +28,7 @@ from rssm.run.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from rssm.run.runs import load_config
 
 # ------------------------------------------------------------------ train: bad configs
 
@@ -246,3 +247,24 @@ def test_resume_from_a_world_model_checkpoint(capsys, run_copy):
     code, _, err = cli(capsys, *PLANET, "--logdir", "run", "--resume")
     assert_error(code, err, "train", "not written by rssm train")
     assert snapshot(run_copy) == before
+
+
+def test_resume_without_configs_continues_from_the_runs_config(capsys, run_copy):
+    code, _, err = cli(capsys, "train", "--resume", "--logdir", "run", "--run.steps", "30")
+    assert code == 0, err
+    config = load_config(run_copy)
+    assert config.run.steps == 30 and config.agent == "planet" and config.env.time_limit == 10
+
+
+def test_resume_without_configs_refuses_other_changes(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, _, err = cli(capsys, "train", "--resume", "--logdir", "run", "--planet.horizon", "4")
+    assert_error(code, err, "train", "planet.horizon: 3 -> 4", "only logdir, run.steps")
+    assert snapshot(run_copy) == before
+
+
+def test_resume_without_configs_or_logdir_asks_for_the_logdir(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "train", "--resume")
+    assert_error(code, err, "train", "--resume continues the run in --logdir", "--logdir RUN_DIR")
+    assert not any(tmp_path.iterdir())
