@@ -164,7 +164,9 @@ def _add_see_parsers(sub: Any) -> None:
         description=(
             "Score open-loop prediction on the run's replay episodes for every decoded key and "
             "the reward, against the copy-last-observation baseline; writes report.json and "
-            "report.png."
+            "report.png. --source eval scores new episodes of the eval policy instead (held "
+            "out from training): a model whose errors there are several times its replay's "
+            "overfits its data."
         ),
     )
     report.add_argument("--run", type=Path, required=True, metavar="PATH", help="(path) run dir")
@@ -174,6 +176,10 @@ def _add_see_parsers(sub: Any) -> None:
     report.add_argument("--context", type=int, default=5, metavar="INT", help="(int, default: 5)")
     report.add_argument("--episodes", type=int, default=None, metavar="INT",
                         help="(int, default: all) the newest N episodes")  # fmt: skip
+    report.add_argument("--source", default="replay", metavar="replay|eval|DIR",
+                        help="(default: replay) the run's replay episodes, new eval-policy "
+                        "episodes (--episodes of them, default 1), or a directory of episode "
+                        "files such as another run's replay/")  # fmt: skip
     report.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
     report.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
                         help="(int or path, default: the newest) env step or file")  # fmt: skip
@@ -230,8 +236,12 @@ def _report(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.run / "report"
     result = world_model_report(
         args.run, out, horizon=args.horizon, context=args.context, episodes=args.episodes,
-        device=args.device, checkpoint=args.checkpoint,
+        device=args.device, checkpoint=args.checkpoint, source=args.source,
     )  # fmt: skip
+    words = {"replay": "the run's replay", "collected": "new episodes of the eval policy",
+             "directory": result["source_dir"]}  # fmt: skip
+    print(f"scored {result['windows']} windows of {result['episodes']} episodes "
+          f"({words[result['source']]}) at {result['step']} env steps")  # fmt: skip
     for key, score in result["keys"].items():
         print(f"{key}: {score['metric']} at horizon {args.horizon}: model "
               f"{score['model'][-1]:.5f}, copy-last {score['copy_last'][-1]:.5f}")  # fmt: skip

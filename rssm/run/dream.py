@@ -99,8 +99,10 @@ def _check_layout(path: Path, data: dict[str, np.ndarray], spec: EnvSpec) -> Non
 
 
 def collect_episodes(run: LoadedRun, count: int, seed: int | None) -> list[dict[str, np.ndarray]]:
-    """``count`` episodes of the agent's ``eval`` policy in a fresh env, as ``{key: [L, ...]}``."""
-    seed = run.config.seed + _COLLECT_SEED if seed is None else seed
+    """``count`` episodes of the agent's ``eval`` policy in a fresh env, as ``{key: [L, ...]}``.
+    The env is seeded ``config.seed + 20_000 + seed`` (None: + 0), so its starts are never the
+    training env's nor the evaluation env's: episodes the model was not trained on."""
+    seed = run.config.seed + _COLLECT_SEED + (0 if seed is None else seed)
     driver = Driver(make_envs(run.config, 1, seed), seed=seed)
     try:
         return record_episodes(driver, functools.partial(run.agent.policy, mode="eval"), count)
@@ -108,14 +110,49 @@ def collect_episodes(run: LoadedRun, count: int, seed: int | None) -> list[dict[
         driver.close()
 
 
+EpisodeSource = Literal["replay", "collected", "directory"]
+
+
 def run_episodes(
-    run_dir: str | Path, run: LoadedRun, count: int | None, seed: int | None
-) -> tuple[list[dict[str, np.ndarray]], Literal["replay", "collected"]]:
-    """The newest ``count`` (None: all) saved episodes of the run, oldest first; when the run
-    saved none, ``count or 1`` episodes collected with the agent's ``eval`` policy."""
-    paths = saved_episodes(run_dir)
-    if not paths:
+    run_dir: str | Path,
+    run: LoadedRun,
+    count: int | None,
+    seed: int | None,
+    source: str | os.PathLike = "replay",
+) -> tuple[list[dict[str, np.ndarray]], EpisodeSource]:
+    """Episodes to score a run's model on, oldest first, and where they came from.
+
+    ``source="replay"``: the newest ``count`` (None: all) saved episodes of the run (what the
+    model was trained on); when the run saved none, ``count or 1`` collected ones. ``"eval"``:
+    ``count or 1`` new episodes of the agent's ``eval`` policy (:func:`collect_episodes`: held
+    out from training). A directory: its newest ``count`` episode files, e.g. another run's
+    ``replay/`` (another agent's trajectories of the same task); they must have the run's
+    observation and action layout.
+
+    Raises:
+        ValueError: an unknown source, a directory without episode files, an episode of another
+            layout (naming the file), or only damaged files.
+    """
+    if str(source) == "eval":
         return collect_episodes(run, count or 1, seed), "collected"
+    if str(source) == "replay":
+        directory, label = Path(run_dir) / REPLAY_DIR, "replay"
+        paths = saved_episodes(run_dir)
+        if not paths:
+            return collect_episodes(run, count or 1, seed), "collected"
+    else:
+        directory, label = Path(source), "directory"
+        if not directory.is_dir():
+            raise ValueError(
+                f"episode source {str(source)!r} is neither 'replay', 'eval' nor a directory; "
+                "pass a directory of episode files such as another run's replay/"
+            )
+        paths = [file.path for file in list_episodes(directory)[0]]
+        if not paths:
+            raise ValueError(
+                f"{directory} holds no episode files (*.npz as rssm train writes to replay/); "
+                "pass a run's replay/ directory"
+            )
     paths = paths if count is None else paths[-count:]
     episodes = []
     for path in paths:
@@ -125,10 +162,14 @@ def run_episodes(
             warnings.warn(f"skipping corrupt episode: {error}", RuntimeWarning, stacklevel=2)
     if not episodes:
         raise ValueError(
-            f"every episode file in {Path(run_dir) / REPLAY_DIR} is damaged; move them out of it "
-            "to score the model on freshly collected episodes"
+            f"every episode file in {directory} is damaged"
+            + (
+                "; move them out of it to score the model on freshly collected episodes"
+                if label == "replay"
+                else ""
+            )
         )
-    return episodes, "replay"
+    return episodes, label
 
 
 # ------------------------------------------------------------------------------ dreaming

@@ -122,6 +122,7 @@ def world_model_report(
     batch_size: int = 256,
     seed: int | None = 0,
     checkpoint: str | os.PathLike | int | None = None,
+    source: str | os.PathLike = "replay",
 ) -> dict[str, Any]:
     """Open-loop prediction error of a run's world model against the imagination horizon.
 
@@ -129,9 +130,11 @@ def world_model_report(
     the model observes ``context`` steps and predicts ``horizon`` steps from the recorded actions
     (the prior's mode, the single most likely future). For each decoded key and ``reward`` the
     mean squared error at horizons ``1 .. horizon`` is reported for the model and for the
-    copy-last-observation baseline. The episodes are the run's saved training episodes (so this
-    measures fit, not held-out generalisation); a run that saved none is scored on episodes
-    collected with the agent's ``eval`` policy.
+    copy-last-observation baseline. By default the episodes are the run's saved training
+    episodes, so this measures fit; ``source="eval"`` (new episodes of the agent's ``eval``
+    policy, from starts the training never saw) or another run's ``replay/`` directory measure
+    how far the model carries over to states it was not trained on. A model that fits its replay
+    and misreads new episodes (a reward error several times its replay's) overfits its data.
 
     Writes ``out_dir/report.json`` (the returned data without the paths) and
     ``out_dir/report.png`` (one panel per key: error against horizon, model and copy-last), both
@@ -142,25 +145,31 @@ def world_model_report(
         out_dir: where the report goes (created if needed).
         horizon: predicted steps, >= 1.
         context: observed steps before predicting, >= 1.
-        episodes: use the newest this many saved episodes; None: all of them.
+        episodes: use the newest this many saved episodes; None: all of them (with
+            ``source="eval"``: collect this many, None: 1).
         device: torch device; None uses the run's ``run.device``.
         stride: steps between the starts of consecutive windows (1: every window).
         batch_size: windows per forward pass.
         seed: seeds the posterior samples of the context steps (torch's generators of the
             caller are left as they were); None does not seed.
         checkpoint: the checkpoint to load (a step, a file name or a path); None: the newest.
+        source: ``"replay"`` (the run's saved episodes; collected ones when it saved none),
+            ``"eval"`` (new eval-policy episodes, env seeded ``config.seed + 20_000 + seed``)
+            or a directory of episode files with the run's layout.
 
     Returns:
         ``{"run_dir", "step" (env steps at the checkpoint), "context", "horizon", "episodes",
-        "source": "replay" | "collected", "windows", "stride", "horizons": [1 .. horizon],
+        "source": "replay" | "collected" | "directory", "source_dir" (the directory, or
+        None), "windows", "stride", "horizons": [1 .. horizon],
         "keys": {key: {"kind": "image" | "vector" | "reward", "metric": str, "model":
         [horizon], "copy_last": [horizon], "ratio": mean model / mean copy_last}},
         "json": Path, "png": Path}``.
 
     Raises:
         FileNotFoundError: no run directory or checkpoint.
-        ValueError: a bad argument (named), an agent without a world model, or episodes too short
-            for one window (with the longest length).
+        ValueError: a bad argument (named), an agent without a world model, a source that is
+            not one (:func:`rssm.run.dream.run_episodes`), or episodes too short for one window
+            (with the longest length).
         ImportError: matplotlib is not installed (the JSON is not written either).
     """
     for name, value, low in (("horizon", horizon, 1), ("context", context, 1)):
@@ -171,7 +180,7 @@ def world_model_report(
     require_matplotlib()  # fail before the slow part
     run = load_run(run_dir, device, checkpoint=checkpoint)
     model = world_model(run)
-    eps, source = run_episodes(run_dir, run, episodes, seed)
+    eps, kind = run_episodes(run_dir, run, episodes, seed, source)
     lengths = [len(e["is_first"]) for e in eps]
     starts = window_starts(lengths, context + horizon, stride)
     if not len(starts):
@@ -192,7 +201,8 @@ def world_model_report(
         "context": context,
         "horizon": horizon,
         "episodes": len(lengths),
-        "source": source,
+        "source": kind,
+        "source_dir": str(source) if kind == "directory" else None,
         "windows": int(len(starts)),
         "stride": stride,
         "horizons": list(range(1, horizon + 1)),
@@ -202,6 +212,9 @@ def world_model_report(
     json_path = _write_json(out_dir / REPORT_JSON, report)
     png_path = _plot(report, out_dir / REPORT_PNG)
     return {**report, "json": json_path, "png": png_path}
+
+
+_SOURCE_WORDS = {"replay": "replay", "collected": "new eval", "directory": "other"}
 
 
 def _describe(model: Any, key: str, errors: dict[str, list[float]]) -> dict[str, Any]:
@@ -252,6 +265,7 @@ def _plot(report: dict[str, Any], path: Path) -> Path:
         ax.set_visible(False)
     fig.suptitle(
         f"open-loop error after {report['context']} observed steps, {report['windows']} windows "
-        f"at {report['step']} env steps"
+        f"of {report['episodes']} {_SOURCE_WORDS[report['source']]} episodes at "
+        f"{report['step']} env steps"
     )
     return save_figure(fig, path)

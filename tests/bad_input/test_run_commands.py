@@ -58,6 +58,11 @@ ARGUMENT_CASES = [
     ("dream too many steps", ["dream", "--steps", "30"], ["too short", "use steps <= 6"]),
     ("dream episode index", ["dream", "--episode", "7"], ["episode=7 is out of range", "0 .. 1"]),
     ("report horizon 0", ["report", "--horizon", "0"], ["horizon must be an int >= 1, got 0"]),
+    (
+        "report unknown source",
+        ["report", "--source", "evaluation"],
+        ["'evaluation' is neither 'replay', 'eval' nor a directory", "another run's replay/"],
+    ),
 ]
 
 

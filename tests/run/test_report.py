@@ -105,6 +105,39 @@ def test_without_saved_episodes_they_are_collected(run_dir, tmp_path):
     assert report["source"] == "collected" and report["episodes"] == 1
 
 
+def test_held_out_episodes_new_starts_or_another_directory(run_dir, tmp_path):
+    from rssm.run.dream import run_episodes
+    from rssm.run.runs import load_run
+
+    held_out = world_model_report(
+        run_dir, tmp_path / "e", horizon=3, context=2, episodes=2, source="eval"
+    )
+    assert held_out["source"] == "collected" and held_out["source_dir"] is None
+    assert held_out["episodes"] == 2
+    replay = world_model_report(run_dir, tmp_path / "r", horizon=3, context=2)
+    assert held_out["keys"]["image"]["copy_last"] != replay["keys"]["image"]["copy_last"]
+    # the collected starts are none of the training episodes' starts
+    new, kind = run_episodes(run_dir, load_run(run_dir), 2, 0, "eval")
+    assert kind == "collected"
+    firsts = [e["state"][0] for e in saved(run_dir)]
+    assert not any(np.array_equal(e["state"][0], first) for e in new for first in firsts)
+    # a directory of episodes: the same episodes as the replay give the same numbers
+    other = shutil.copytree(run_dir / "replay", tmp_path / "other")
+    copied = world_model_report(run_dir, tmp_path / "d", horizon=3, context=2, source=other)
+    assert copied["source"] == "directory" and copied["source_dir"] == str(other)
+    assert copied["keys"] == replay["keys"] and copied["windows"] == replay["windows"]
+    assert json.loads((tmp_path / "d" / "report.json").read_text())["source_dir"] == str(other)
+
+
+def test_a_source_that_is_none(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="nowhere' is neither 'replay', 'eval' nor a directory"):
+        world_model_report(run_dir, tmp_path / "a", source=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty holds no episode files"):
+        world_model_report(run_dir, tmp_path / "b", source=tmp_path / "empty")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
