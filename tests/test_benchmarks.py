@@ -239,6 +239,41 @@ def test_plan_foresight_records_the_episodes_rssm_eval_runs(planet_run, tmp_path
     assert "the run keeps checkpoints of steps 200" in capsys.readouterr().err
 
 
+def test_held_out_scores_replay_new_episodes_and_another_runs_replay(planet_run, tmp_path, capsys):
+    import held_out
+
+    out = tmp_path / "held.json"
+    args = ["--episodes", "1", "--jobs", "1", "--horizon", "3", "--context", "2", "--stride", "7"]
+    report = held_out.main(["--runs", planet_run, planet_run, "--cross", *args, "--json", str(out)])
+    assert json.loads(out.read_text()) == report
+    results = {(r["run_index"], r["name"]): r for r in report["results"]}
+    assert set(results) == {(i, name) for i in (0, 1) for name in ("replay", "eval", "cross")}
+    replay, new, cross = (results[0, name] for name in ("replay", "eval", "cross"))
+    assert replay["source"] == "replay" and replay["step"] == 200
+    assert new["source"] == "collected" and new["episodes"] == 1
+    # the same run twice: its other run's replay is its own, read through another path
+    assert cross["source"] == "directory" and cross["source_dir"].endswith("replay")
+    assert cross["keys"] == replay["keys"] and cross["windows"] == replay["windows"]
+    assert new["keys"]["reward"]["model"] != replay["keys"]["reward"]["model"]
+    text = capsys.readouterr().out
+    ratio = held_out.mean_error(new["keys"]["image"]) / held_out.mean_error(replay["keys"]["image"])
+    assert f"{ratio:.2f}" in text.split("0/eval")[1].splitlines()[0]
+    summary = text.split("ratio to the run's replay error")[1]
+    assert "cross" in summary and "1.0 ± 0.0" in summary
+    again = held_out.main(["--report", str(out), "--note", "read back"])
+    assert again["results"] == report["results"]
+    rebuilt = capsys.readouterr().out
+    assert rebuilt.startswith("read back") and text.split("per run and source")[1] in rebuilt
+    for bad, message in (
+        (["--runs", planet_run, "--cross"], "give two --runs"),
+        (["--runs", planet_run, "--stride", "0"], "must be at least 1"),
+        (["--runs", planet_run, "--checkpoint", "999"], "the run keeps checkpoints of steps 200"),
+    ):
+        with pytest.raises(SystemExit):  # one line before any process starts
+            held_out.main(bad)
+        assert message in capsys.readouterr().err
+
+
 def test_plan_foresight_summary_lines_predictions_up_with_rewards():
     import plan_foresight
 
