@@ -11,10 +11,12 @@ report`` runs) on
   task, another agent's trajectories and starts.
 
 and prints, per run and source, the mean open-loop error over horizons 1..H of the reward and
-of every decoded key, next to its ratio to the same run's replay error. Reading it: ratios near 1
+of every decoded key, its ratio to the same run's replay error and its ratio to the error of
+copying the last observed value on the same windows. Reading it: ratios to the replay near 1
 mean the model predicts new episodes as well as its data; a reward ratio of several means the
 model fits its own episodes and misreads new states, so a planner or an actor optimises rewards
-that are not there (docs/not_learning.md, section 2).
+that are not there (docs/not_learning.md, section 2); a ratio to copy-last above 1 means that
+on those episodes repeating the last observation predicts better than the model.
 
     python benchmarks/held_out.py --runs runs/planet-seed0 runs/planet-seed1 runs/planet-seed2 \\
         --episodes 10 --cross --json held_out.json --results
@@ -100,31 +102,36 @@ def describe(report: dict[str, Any]) -> str:
     lines.append("errors: " + "; ".join(f"{k}: {m}" for k, m in metrics.items()))
     header = ["run/source", "episodes", "windows"]
     for key in keys:
-        header += [key, f"{key} ÷ replay"]
+        header += [key, f"{key} ÷ replay", f"{key} ÷ copy-last"]
     rows = [header]
     ratios: dict[str, dict[str, list[float]]] = {s: {k: [] for k in keys} for s in SOURCES}
+    copies: dict[str, dict[str, list[float]]] = {s: {k: [] for k in keys} for s in SOURCES}
     replay = {r["run_index"]: r for r in results if r["name"] == "replay"}
     for r in results:
         row = [f"{r['run_index']}/{r['name']}", str(r["episodes"]), str(r["windows"])]
         base = replay.get(r["run_index"])
         for key in keys:
             if key not in r["keys"]:
-                row += ["-", "-"]
+                row += ["-", "-", "-"]
                 continue
             error = mean_error(r["keys"][key])
             ratio = error / mean_error(base["keys"][key]) if base else float("nan")
             ratios[r["name"]][key].append(ratio)
-            row += [f"{error:.4g}", f"{ratio:.2f}"]
+            copy = error / statistics.fmean(r["keys"][key]["copy_last"])
+            copies[r["name"]][key].append(copy)
+            row += [f"{error:.4g}", f"{ratio:.2f}", f"{copy:.2f}"]
         rows.append(row)
     lines += ["", captioned("mean open-loop error over the horizons, per run and source", rows)]
-    summary = [["source", "runs", *(f"{k} ÷ replay" for k in keys)]]
+    summary = [["source", "runs"]]
+    for key in keys:
+        summary[0] += [f"{key} ÷ replay", f"{key} ÷ copy-last"]
     for name in SOURCES:
         if ratios[name][keys[0]]:
-            summary.append(
-                [name, str(len(ratios[name][keys[0]]))]
-                + [mean_sd(ratios[name][k]) if name != "replay" else "1" for k in keys]
-            )
-    lines += ["", captioned("ratio to the run's replay error (mean ± sd over runs)", summary)]
+            summary.append([name, str(len(ratios[name][keys[0]]))])
+            for key in keys:
+                replay_ratio = mean_sd(ratios[name][key], digits=2) if name != "replay" else "1"
+                summary[-1] += [replay_ratio, mean_sd(copies[name][key], digits=2)]
+    lines += ["", captioned("ratios (mean ± sd over runs)", summary)]
     if report.get("note"):
         lines = [report["note"], "", *lines]
     return "\n".join(lines)

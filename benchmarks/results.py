@@ -51,13 +51,14 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
     return path
 
 
-def mean_sd(values: list[float]) -> str:
-    """A table cell: ``"12.3 ± 4.5"`` (sample sd), ``"12.3"`` for one value, ``"-"`` for none."""
+def mean_sd(values: list[float], digits: int = 1) -> str:
+    """A table cell: ``"12.3 ± 4.5"`` (sample sd), ``"12.3"`` for one value, ``"-"`` for none;
+    ``digits`` after the point."""
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def align(rows: list[list[str]]) -> list[str]:

@@ -257,9 +257,15 @@ def test_held_out_scores_replay_new_episodes_and_another_runs_replay(planet_run,
     assert new["keys"]["reward"]["model"] != replay["keys"]["reward"]["model"]
     text = capsys.readouterr().out
     ratio = held_out.mean_error(new["keys"]["image"]) / held_out.mean_error(replay["keys"]["image"])
-    assert f"{ratio:.2f}" in text.split("0/eval")[1].splitlines()[0]
-    summary = text.split("ratio to the run's replay error")[1]
-    assert "cross" in summary and "1.0 ± 0.0" in summary
+    copy = held_out.mean_error(new["keys"]["image"]) / (
+        sum(new["keys"]["image"]["copy_last"]) / len(new["keys"]["image"]["copy_last"])
+    )
+    cells = text.split("0/eval")[1].splitlines()[0].split()
+    assert cells[-3:] == [f"{held_out.mean_error(new['keys']['image']):.4g}", f"{ratio:.2f}",
+                          f"{copy:.2f}"]  # fmt: skip
+    summary = text.split("ratios (mean ± sd over runs)")[1]
+    cross = next(line for line in summary.splitlines() if line.startswith("cross"))
+    assert cross.split()[2:5] == ["1.00", "±", "0.00"]  # reward ÷ replay
     again = held_out.main(["--report", str(out), "--note", "read back"])
     assert again["results"] == report["results"]
     rebuilt = capsys.readouterr().out
