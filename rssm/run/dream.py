@@ -60,9 +60,17 @@ def world_model(run: LoadedRun) -> Any:
     return run.agent.model
 
 
-def saved_episodes(run_dir: str | Path) -> list[Path]:
-    """Episode files of the run's replay directory, oldest first."""
-    files, _ = list_episodes(Path(run_dir) / REPLAY_DIR)
+def replay_folder(run_dir: str | Path, config: Any = None) -> Path:
+    """Where a run's training episodes are: ``run_dir/replay``, or for an offline run (``config``
+    given, ``run.offline``) the ``replay.directory`` it trained from."""
+    if config is not None and config.run.offline and config.replay.directory is not None:
+        return Path(config.replay.directory)
+    return Path(run_dir) / REPLAY_DIR
+
+
+def saved_episodes(run_dir: str | Path, config: Any = None) -> list[Path]:
+    """Episode files of the run's replay directory (:func:`replay_folder`), oldest first."""
+    files, _ = list_episodes(replay_folder(run_dir, config))
     return [file.path for file in files]
 
 
@@ -123,11 +131,11 @@ def run_episodes(
     """Episodes to score a run's model on, oldest first, and where they came from.
 
     ``source="replay"``: the newest ``count`` (None: all) saved episodes of the run (what the
-    model was trained on); when the run saved none, ``count or 1`` collected ones. ``"eval"``:
-    ``count or 1`` new episodes of the agent's ``eval`` policy (:func:`collect_episodes`: held
-    out from training). A directory: its newest ``count`` episode files, e.g. another run's
-    ``replay/`` (another agent's trajectories of the same task); they must have the run's
-    observation and action layout.
+    model was trained on; an offline run's ``replay.directory``); when the run saved none,
+    ``count or 1`` collected ones. ``"eval"``: ``count or 1`` new episodes of the agent's
+    ``eval`` policy (:func:`collect_episodes`: held out from training). A directory: its newest
+    ``count`` episode files, e.g. another run's ``replay/`` (another agent's trajectories of the
+    same task); they must have the run's observation and action layout.
 
     Raises:
         ValueError: an unknown source, a directory without episode files, an episode of another
@@ -136,8 +144,8 @@ def run_episodes(
     if str(source) == "eval":
         return collect_episodes(run, count or 1, seed), "collected"
     if str(source) == "replay":
-        directory, label = Path(run_dir) / REPLAY_DIR, "replay"
-        paths = saved_episodes(run_dir)
+        directory, label = replay_folder(run_dir, run.config), "replay"
+        paths = saved_episodes(run_dir, run.config)
         if not paths:
             return collect_episodes(run, count or 1, seed), "collected"
     else:
@@ -295,11 +303,12 @@ def _check_length(index: int, length: int, context: int, steps: int, policy: str
 def _pick_episode(
     run_dir: Path, run: LoadedRun, episode: int, seed: int | None
 ) -> tuple[dict[str, np.ndarray], int, str]:
-    paths = saved_episodes(run_dir)
+    paths = saved_episodes(run_dir, run.config)
     count = len(paths) if paths else 1
     if isinstance(episode, bool) or not isinstance(episode, int) or not -count <= episode < count:
+        folder = replay_folder(run_dir, run.config)
         where = (
-            f"the run saved {count} episode{'s' if count != 1 else ''} in {run_dir / REPLAY_DIR}"
+            f"the run saved {count} episode{'s' if count != 1 else ''} in {folder}"
             if paths
             else "the run saved no episodes, so one is collected with the agent's eval policy"
         )

@@ -111,3 +111,15 @@ def test_a_held_out_folder_without_episodes_is_refused_before_the_run_starts(tmp
     with pytest.raises(ValueError, match=r"no episode has the 1005 steps"):
         train(offline(tmp_path, "b", episodes, held_out=str(episodes), held_out_horizon=1000))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_report_and_dream_of_an_offline_run_read_the_episodes_it_trained_from(tmp_path, episodes):
+    from rssm.run.dream import dream
+    from rssm.run.report import world_model_report
+
+    run_dir = quiet(offline(tmp_path, "off", episodes, algo="planet", steps=10))
+    report = world_model_report(run_dir, tmp_path / "report", horizon=2, context=2)
+    assert report["source"] == "replay" and report["episodes"] == 3
+    assert report["windows"] == sum(f.length - 4 + 1 for f in list_episodes(episodes)[0])
+    with pytest.raises(ValueError, match=f"the run saved 3 episodes in {episodes}"):
+        dream(run_dir, steps=2, out=tmp_path / "d.gif", context=2, episode=3)
