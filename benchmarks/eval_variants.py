@@ -33,8 +33,8 @@ import torch  # noqa: E402
 from evaluations import (  # noqa: E402
     add_eval_arguments,
     check_runs,
+    rebuild_or_require,
     report_header,
-    republish,
     run_processes,
 )
 from results import captioned, mean_sd, publish  # noqa: E402
@@ -157,12 +157,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     title = f"## Evaluation variants ({args.section})"
-    if args.report is not None:
-        if args.runs or args.variant:
-            parser.error("--report rebuilds a finished evaluation's table; drop --runs, --variant")
-        return republish(args, describe, script="eval_variants.py", title=title, argv=argv)
-    if not args.runs or not args.variant:
-        parser.error("--runs and at least one --variant are required (or --report JSON)")
+    rebuilt = rebuild_or_require(
+        parser, args, describe, script="eval_variants.py", title=title, argv=argv,
+        inputs=("runs", "variant"),
+    )  # fmt: skip
+    if rebuilt is not None:
+        return rebuilt
     if args.episodes < 2:
         parser.error(f"--episodes={args.episodes}: at least 2, for a spread over episodes")
     try:

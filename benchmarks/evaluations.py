@@ -60,6 +60,28 @@ def republish(
     return report
 
 
+def rebuild_or_require(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    describe: Any,
+    *,
+    script: str,
+    title: str,
+    argv: list[str] | None,
+    inputs: tuple[str, ...] = ("runs",),
+) -> dict[str, Any] | None:
+    """With ``--report``: the rebuilt report (:func:`republish`), refusing the options of a fresh
+    evaluation (``inputs``). Without: None, once every one of ``inputs`` is given."""
+    flags = " and ".join(f"--{name}" for name in inputs)
+    if args.report is not None:
+        if any(getattr(args, name) for name in inputs):
+            parser.error(f"--report rebuilds a finished evaluation's tables; drop {flags}")
+        return republish(args, describe, script=script, title=title, argv=argv)
+    if not all(getattr(args, name) for name in inputs):
+        parser.error(f"{flags} {'is' if len(inputs) == 1 else 'are'} required (or --report JSON)")
+    return None
+
+
 def run_processes(function: Any, jobs: dict[Any, tuple], workers: int) -> dict[Any, Any]:
     """``function(*job)`` for every job, in ``workers`` spawned processes; results by key."""
     context = multiprocessing.get_context("spawn")

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluations import (  # noqa: E402
     add_eval_arguments,
     check_runs,
+    rebuild_or_require,
     report_header,
-    republish,
     run_processes,
 )
 from results import captioned, mean_sd, publish  # noqa: E402
@@ -147,12 +147,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--stride", type=int, default=1, help="steps between window starts")
     args = parser.parse_args(argv)
     title = f"## World model on held-out episodes ({args.section})"
-    if args.report is not None:
-        if args.runs:
-            parser.error("--report rebuilds a finished run's tables; drop --runs")
-        return republish(args, describe, script="held_out.py", title=title, argv=argv)
-    if not args.runs:
-        parser.error("--runs is required (or --report JSON)")
+    rebuilt = rebuild_or_require(
+        parser, args, describe, script="held_out.py", title=title, argv=argv
+    )
+    if rebuilt is not None:
+        return rebuilt
     if min(args.episodes, args.jobs, args.horizon, args.context, args.stride) < 1:
         parser.error("--episodes, --jobs, --horizon, --context and --stride must be at least 1")
     if args.cross and len(args.runs) < 2:

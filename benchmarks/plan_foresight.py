@@ -46,8 +46,8 @@ import torch  # noqa: E402
 from evaluations import (  # noqa: E402
     add_eval_arguments,
     check_runs,
+    rebuild_or_require,
     report_header,
-    republish,
     run_processes,
 )
 from results import captioned, mean_sd, publish  # noqa: E402
@@ -215,12 +215,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--samples", type=int, default=16, help="latent samples per prediction")
     args = parser.parse_args(argv)
     title = f"## Planner foresight ({args.section})"
-    if args.report is not None:
-        if args.runs:
-            parser.error("--report rebuilds a finished evaluation's tables; drop --runs")
-        return republish(args, describe, script="plan_foresight.py", title=title, argv=argv)
-    if not args.runs:
-        parser.error("--runs is required (or --report JSON)")
+    rebuilt = rebuild_or_require(
+        parser, args, describe, script="plan_foresight.py", title=title, argv=argv
+    )
+    if rebuilt is not None:
+        return rebuilt
     if args.episodes < 1 or args.samples < 1 or args.jobs < 1:
         parser.error("--episodes, --samples and --jobs must be at least 1")
     problem = check_runs(args.runs, args.checkpoint)
