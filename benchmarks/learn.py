@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     parser.add_argument(
+        "--section", default=None, metavar="NAME",
+        help="the docs/results.md section to write (default: learn-<env>-<label>, the row "
+        "that --beside and --floor read); another name keeps that row, e.g. to report some of "
+        "its seeds apart",
+    )  # fmt: skip
+    parser.add_argument(
         "--beside", nargs="+", default=[], metavar="LABEL",
         help="put the eval return of these rows of docs/results.md (same --env, other --label) "
         "beside this row's, at the same env steps",
@@ -323,7 +329,8 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
     released_header, released = released_curve(args.env, config.env.options.get("obs"))
     beside = {label: row_from_results(args.env, label) for label in compared_labels(args)}
     lines = [
-        f"## {config.agent} on `{args.env}` ({args.label})",
+        f"## {config.agent} on `{args.env}` ({args.label}"
+        + (f", section {args.section})" if args.section else ")"),
         "",
         f"Command: `{command.strip()}`  ",
         f"Written {time.strftime('%Y-%m-%d')} by the run itself: {os.cpu_count()} CPU cores, "
@@ -412,7 +419,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         }
         args.json.write_text(json.dumps(report, indent=2))
     if args.results:
-        write_section(f"learn-{slug(args.env)}-{slug(args.label)}", table)
+        write_section(args.section or f"learn-{slug(args.env)}-{slug(args.label)}", table)
     return runs
 
 

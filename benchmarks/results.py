@@ -32,8 +32,10 @@ def read_section(name: str, path: Path | None = None) -> str | None:
     return text.partition(start)[2].partition(end)[0]
 
 
-def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
-    """Replaces (or appends) the section ``name`` of ``path`` with ``markdown``, atomically."""
+def write_section(name: str, markdown: str, path: Path | None = None) -> Path:
+    """Replaces (or appends) the section ``name`` of ``path`` (default: docs/results.md, looked up
+    at the call, so that a test can point ``RESULTS`` elsewhere) with ``markdown``, atomically."""
+    path = RESULTS if path is None else path
     start, end = _markers(name)
     text = path.read_text() if path.exists() else "# Results\n"
     block = f"{start}\n{markdown.strip()}\n{end}"

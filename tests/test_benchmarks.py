@@ -304,6 +304,24 @@ def test_plan_foresight_refuses_an_agent_without_a_planner():
         plan_foresight._Recorder(Actor(), 1)
 
 
+def test_learn_report_into_another_section_keeps_the_rows_own(planet_run, tmp_path, monkeypatch):
+    import learn
+    import results
+
+    doc = tmp_path / "results.md"
+    monkeypatch.setattr(results, "RESULTS", doc)
+    results.write_section("learn-builtin-pointmass-smoke", "the row as it was", doc)
+    learn.main([
+        "--label", "smoke", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+        "--steps", "200", "--eval-every", "200", "--seeds", "0", "--out",
+        str(Path(planet_run).parent), "--report", "--results", "--section", "smoke-seed0",
+    ])  # fmt: skip
+    assert results.read_section("learn-builtin-pointmass-smoke", doc).strip() == "the row as it was"
+    apart = results.read_section("smoke-seed0", doc)
+    assert "## planet on `builtin:pointmass` (smoke, section smoke-seed0)" in apart
+    assert "| 200 | 1 |" in apart and "--section smoke-seed0" in apart
+
+
 def test_learn_refuses_fresh_with_report(tmp_path, capsys):
     import learn
 
