@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from evaluations import (  # noqa: E402
     add_eval_arguments,
-    check_runs,
     rebuild_or_require,
     report_header,
     run_processes,
@@ -172,9 +171,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     names = [name for name, _, _ in variants]
     if len(set(names)) != len(names):
         parser.error(f"--variant names repeat: {', '.join(names)}")
-    problem = check_runs(args.runs, args.checkpoint)
-    if problem:
-        parser.error(problem)
     jobs = {
         (r, v): (run, args.checkpoint, overrides, mode, args.episodes, args.seed)
         for r, run in enumerate(args.runs)

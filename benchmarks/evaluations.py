@@ -71,7 +71,8 @@ def rebuild_or_require(
     inputs: tuple[str, ...] = ("runs",),
 ) -> dict[str, Any] | None:
     """With ``--report``: the rebuilt report (:func:`republish`), refusing the options of a fresh
-    evaluation (``inputs``). Without: None, once every one of ``inputs`` is given."""
+    evaluation (``inputs``). Without: None, once every one of ``inputs`` is given and the runs
+    hold the checkpoint asked for (:func:`check_runs`)."""
     flags = " and ".join(f"--{name}" for name in inputs)
     if args.report is not None:
         if any(getattr(args, name) for name in inputs):
@@ -79,6 +80,9 @@ def rebuild_or_require(
         return republish(args, describe, script=script, title=title, argv=argv)
     if not all(getattr(args, name) for name in inputs):
         parser.error(f"{flags} {'is' if len(inputs) == 1 else 'are'} required (or --report JSON)")
+    problem = check_runs(args.runs, args.checkpoint)
+    if problem:
+        parser.error(problem)
     return None
 
 

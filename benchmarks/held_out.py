@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluations import (  # noqa: E402
     add_eval_arguments,
-    check_runs,
     rebuild_or_require,
     report_header,
     run_processes,
@@ -156,9 +155,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--episodes, --jobs, --horizon, --context and --stride must be at least 1")
     if args.cross and len(args.runs) < 2:
         parser.error("--cross scores each run's model on another run's replay: give two --runs")
-    problem = check_runs(args.runs, args.checkpoint)
-    if problem:
-        parser.error(problem)
     start = time.time()
     jobs = {}
     for r, run in enumerate(args.runs):

@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from evaluations import (  # noqa: E402
     add_eval_arguments,
-    check_runs,
     rebuild_or_require,
     report_header,
     run_processes,
@@ -222,9 +221,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return rebuilt
     if args.episodes < 1 or args.samples < 1 or args.jobs < 1:
         parser.error("--episodes, --samples and --jobs must be at least 1")
-    problem = check_runs(args.runs, args.checkpoint)
-    if problem:
-        parser.error(problem)
     start = time.time()
     jobs = {
         r: (run, args.checkpoint, args.episodes, args.seed, args.samples)
