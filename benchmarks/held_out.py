@@ -57,6 +57,7 @@ def _job(
     horizon: int,
     context: int,
     stride: int,
+    samples: int | None,
 ) -> dict[str, Any]:
     """One run on one source: world_model_report's data (without its file paths) and seconds."""
     import torch
@@ -68,7 +69,7 @@ def _job(
     with tempfile.TemporaryDirectory() as out:
         report = world_model_report(
             run, out, horizon=horizon, context=context, episodes=episodes, device="cpu",
-            stride=stride, seed=seed, checkpoint=checkpoint, source=source,
+            stride=stride, seed=seed, checkpoint=checkpoint, source=source, samples=samples,
         )  # fmt: skip
     report = {key: value for key, value in report.items() if key not in ("json", "png")}
     return {**report, "seconds": time.perf_counter() - start}
@@ -77,6 +78,11 @@ def _job(
 def mean_error(entry: dict[str, Any]) -> float:
     """The model's open-loop error of one key averaged over horizons 1..H."""
     return statistics.fmean(entry["model"])
+
+
+def _rollout(result: dict[str, Any]) -> str:
+    samples = result.get("samples", 0)  # reports written before the option: the mode rollout
+    return f"mean of {samples} sampled rollouts" if samples else "the prior's mode rollout"
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -88,9 +94,10 @@ def describe(report: dict[str, Any]) -> str:
     lines = [
         f"runs: {', '.join(report['runs'])}",
         f"checkpoint env step(s): {', '.join(map(str, steps))}; open-loop over horizons 1.."
-        f"{first['horizon']} after {first['context']} observed steps, windows {first['stride']} "
-        f"step(s) apart; eval: {report['episodes']} new episodes per run of its eval policy, env "
-        f"seed config.seed + 20000 + {report['seed']}; cross: the next run's replay",
+        f"{first['horizon']} after {first['context']} observed steps ({_rollout(first)}), "
+        f"windows {first['stride']} step(s) apart; eval: {report['episodes']} new episodes per "
+        f"run of its eval policy, env seed config.seed + 20000 + {report['seed']}; cross: the "
+        "next run's replay",
     ]
     if "minutes" in report:
         lines.append(
@@ -144,6 +151,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--horizon", type=int, default=15, help="predicted steps")
     parser.add_argument("--context", type=int, default=5, help="observed steps before predicting")
     parser.add_argument("--stride", type=int, default=1, help="steps between window starts")
+    parser.add_argument(
+        "--samples", type=int, default=None,
+        help="0: the prior's mode rollout; N: mean error of N sampled rollouts (default: 0 for "
+        "Gaussian latents, 4 for categorical, as rssm report)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     title = f"## World model on held-out episodes ({args.section})"
     rebuilt = rebuild_or_require(
@@ -158,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.time()
     jobs = {}
     for r, run in enumerate(args.runs):
-        common = (args.seed, args.horizon, args.context, args.stride)
+        common = (args.seed, args.horizon, args.context, args.stride, args.samples)
         jobs[r, "replay"] = (run, args.checkpoint, "replay", None, *common)
         jobs[r, "eval"] = (run, args.checkpoint, "eval", args.episodes, *common)
         if args.cross:

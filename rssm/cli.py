@@ -180,6 +180,10 @@ def _add_see_parsers(sub: Any) -> None:
                         help="(default: replay) the run's replay episodes, new eval-policy "
                         "episodes (--episodes of them, default 1), or a directory of episode "
                         "files such as another run's replay/")  # fmt: skip
+    report.add_argument("--samples", type=int, default=None, metavar="INT",
+                        help="(int, default: 0 for Gaussian latents, 4 for categorical) 0 "
+                        "scores the prior's mode rollout, N the mean error of N sampled "
+                        "rollouts")  # fmt: skip
     report.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
     report.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
                         help="(int or path, default: the newest) env step or file")  # fmt: skip
@@ -236,12 +240,13 @@ def _report(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.run / "report"
     result = world_model_report(
         args.run, out, horizon=args.horizon, context=args.context, episodes=args.episodes,
-        device=args.device, checkpoint=args.checkpoint, source=args.source,
+        device=args.device, checkpoint=args.checkpoint, source=args.source, samples=args.samples,
     )  # fmt: skip
     words = {"replay": "the run's replay", "collected": "new episodes of the eval policy",
              "directory": result["source_dir"]}  # fmt: skip
+    rollout = f"{result['samples']} sampled rollouts" if result["samples"] else "the mode rollout"
     print(f"scored {result['windows']} windows of {result['episodes']} episodes "
-          f"({words[result['source']]}) at {result['step']} env steps")  # fmt: skip
+          f"({words[result['source']]}) at {result['step']} env steps, {rollout}")  # fmt: skip
     for key, score in result["keys"].items():
         print(f"{key}: {score['metric']} at horizon {args.horizon}: model "
               f"{score['model'][-1]:.5f}, copy-last {score['copy_last'][-1]:.5f}")  # fmt: skip

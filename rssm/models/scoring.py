@@ -49,25 +49,33 @@ def copy_last(
 
 @torch.no_grad()
 def open_loop_errors(
-    model: torch.nn.Module, batch: Mapping[str, Tensor], context: int
+    model: torch.nn.Module, batch: Mapping[str, Tensor], context: int, samples: int = 0
 ) -> dict[str, dict[str, Tensor]]:
     """``{key: {"model": [B, H], "copy_last": [B, H]}}`` for every decoded key and ``reward``
     of a preprocessed batch ``[B, context + H, ...]`` (each sequence inside one episode).
 
-    The imagined latents are the prior's mode (``open_loop(..., sample=False)``): the score is that
-    of the model's single most likely prediction, comparable with the deterministic baseline. The
-    model is evaluated in eval mode and left in the mode it was in.
+    ``samples=0``: the imagined latents are the prior's mode (``open_loop(..., sample=False)``),
+    the model's single most likely prediction for Gaussian latents, comparable with the
+    deterministic baseline. ``samples=N``: the mean error of N sampled rollouts (the
+    imagination the agent learns from; the draws come from torch's global generator). For
+    categorical latents the per-step argmax rollout leaves the states the model was trained on
+    and drifts, so sample those. The model is evaluated in eval mode and left in the mode it was
+    in.
     """
     was_training = model.training
     model.eval()
+    images = model.decoder.cnn_shapes
+    total: dict[str, Tensor] = {}
     try:
-        result = model.open_loop(batch, context, sample=False)
+        for _ in range(max(samples, 1)):
+            result = model.open_loop(batch, context, sample=samples > 0)
+            for key, value in step_errors(result.pred, result.true, images).items():
+                total[key] = total[key] + value if key in total else value
     finally:
         model.train(was_training)
-    images = model.decoder.cnn_shapes
-    ours = step_errors(result.pred, result.true, images)
     baseline = step_errors(copy_last(batch, context, result.true), result.true, images)
-    return {key: {"model": ours[key], "copy_last": baseline[key]} for key in ours}
+    draws = max(samples, 1)
+    return {key: {"model": total[key] / draws, "copy_last": baseline[key]} for key in total}
 
 
 def windows(episodes: list[dict[str, np.ndarray]], length: int) -> dict[str, np.ndarray]:

@@ -27,6 +27,8 @@ from rssm.run.plot import figure, require_matplotlib, save_figure
 
 __all__ = ["REPORT_JSON", "REPORT_PNG", "world_model_report"]
 
+# Sampled rollouts averaged per window for categorical latents when none is asked for.
+CATEGORICAL_SAMPLES = 4
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 IMAGE_METRIC = "per-pixel MSE in [0, 1] units"
@@ -83,6 +85,7 @@ def open_loop_errors(
     context: int,
     horizon: int,
     batch_size: int = 256,
+    samples: int = 0,
 ) -> dict[str, dict[str, list[float]]]:
     """Mean open-loop error per horizon of the windows ``data[start : start + context +
     horizon]`` for each start, batched ``batch_size`` windows at a time.
@@ -94,6 +97,8 @@ def open_loop_errors(
         starts: window start rows [N] (:func:`window_starts`).
         context, horizon: observed and predicted steps of each window.
         batch_size: windows per forward pass.
+        samples: 0 scores the prior's mode rollout, N the mean error of N sampled rollouts
+            (:func:`rssm.models.scoring.open_loop_errors`).
 
     Returns:
         ``{key: {"model": [horizon], "copy_last": [horizon]}}`` for every decoded key and
@@ -104,7 +109,7 @@ def open_loop_errors(
     for begin in range(0, len(starts), batch_size):
         rows = starts[begin : begin + batch_size, None] + offsets  # [B, W]
         batch = model.preprocess({key: value[rows] for key, value in data.items()})
-        for key, errors in scoring.open_loop_errors(model, batch, context).items():
+        for key, errors in scoring.open_loop_errors(model, batch, context, samples).items():
             sums.add(key, errors["model"].sum(0), errors["copy_last"].sum(0))
         sums.count += len(rows)
     return sums.means()
@@ -123,6 +128,7 @@ def world_model_report(
     seed: int | None = 0,
     checkpoint: str | os.PathLike | int | None = None,
     source: str | os.PathLike = "replay",
+    samples: int | None = None,
 ) -> dict[str, Any]:
     """Open-loop prediction error of a run's world model against the imagination horizon.
 
@@ -156,11 +162,15 @@ def world_model_report(
         source: ``"replay"`` (the run's saved episodes; collected ones when it saved none),
             ``"eval"`` (new eval-policy episodes, env seeded ``config.seed + 20_000 + seed``)
             or a directory of episode files with the run's layout.
+        samples: 0 scores the prior's mode rollout (the most likely future of Gaussian latents),
+            N the mean error of N sampled rollouts; None: 0 for Gaussian latents,
+            :data:`CATEGORICAL_SAMPLES` for categorical ones, whose argmax rollout drifts away
+            from the states they were trained on.
 
     Returns:
         ``{"run_dir", "step" (env steps at the checkpoint), "context", "horizon", "episodes",
         "source": "replay" | "collected" | "directory", "source_dir" (the directory, or
-        None), "windows", "stride", "horizons": [1 .. horizon],
+        None), "samples" (0: the mode rollout), "windows", "stride", "horizons": [1 .. horizon],
         "keys": {key: {"kind": "image" | "vector" | "reward", "metric": str, "model":
         [horizon], "copy_last": [horizon], "ratio": mean model / mean copy_last}},
         "json": Path, "png": Path}``.
@@ -177,9 +187,12 @@ def world_model_report(
     _check_int("stride", stride, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("episodes", episodes, 1, allow_none=True)
+    _check_int("samples", samples, 0, allow_none=True)
     require_matplotlib()  # fail before the slow part
     run = load_run(run_dir, device, checkpoint=checkpoint)
     model = world_model(run)
+    if samples is None:
+        samples = CATEGORICAL_SAMPLES if model.rssm.latent == "categorical" else 0
     eps, kind = run_episodes(run_dir, run, episodes, seed, source)
     lengths = [len(e["is_first"]) for e in eps]
     starts = window_starts(lengths, context + horizon, stride)
@@ -194,7 +207,7 @@ def world_model_report(
     model.eval()
     param = next(model.parameters())
     with forked_rng(param.device, seed):
-        errors = open_loop_errors(model, data, starts, context, horizon, batch_size)
+        errors = open_loop_errors(model, data, starts, context, horizon, batch_size, samples)
     report = {
         "run_dir": str(run_dir),
         "step": run.step,
@@ -203,6 +216,7 @@ def world_model_report(
         "episodes": len(lengths),
         "source": kind,
         "source_dir": str(source) if kind == "directory" else None,
+        "samples": samples,
         "windows": int(len(starts)),
         "stride": stride,
         "horizons": list(range(1, horizon + 1)),
@@ -263,8 +277,10 @@ def _plot(report: dict[str, Any], path: Path) -> Path:
         ax.legend(fontsize="small")
     for ax in axes[len(keys) :]:
         ax.set_visible(False)
+    rollout = f"{report['samples']} sampled rollouts" if report["samples"] else "mode rollout"
     fig.suptitle(
-        f"open-loop error after {report['context']} observed steps, {report['windows']} windows "
+        f"open-loop error ({rollout}) after {report['context']} observed steps, "
+        f"{report['windows']} windows "
         f"of {report['episodes']} {_SOURCE_WORDS[report['source']]} episodes at "
         f"{report['step']} env steps"
     )

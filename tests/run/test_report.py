@@ -129,6 +129,46 @@ def test_held_out_episodes_new_starts_or_another_directory(run_dir, tmp_path):
     assert json.loads((tmp_path / "d" / "report.json").read_text())["source_dir"] == str(other)
 
 
+def test_sampled_rollouts_average_their_errors(run_dir, tmp_path):
+    import torch
+
+    from rssm.models import scoring
+    from rssm.run.dream import world_model
+    from rssm.run.runs import load_run
+
+    mode = world_model_report(run_dir, tmp_path / "m", horizon=3, context=2)
+    assert mode["samples"] == 0  # Gaussian latents: the mode rollout unless asked
+    sampled = world_model_report(run_dir, tmp_path / "s", horizon=3, context=2, samples=2)
+    again = world_model_report(run_dir, tmp_path / "a", horizon=3, context=2, samples=2)
+    assert sampled["samples"] == 2 and sampled["keys"] == again["keys"]  # seeded
+    for key, entry in sampled["keys"].items():
+        assert entry["copy_last"] == mode["keys"][key]["copy_last"]
+        assert entry["model"] != mode["keys"][key]["model"], key
+    # the errors of N sampled rollouts are the mean of N single draws
+    model = world_model(load_run(run_dir))
+    batch = model.preprocess({key: value[None, :8] for key, value in saved(run_dir)[0].items()})
+    torch.manual_seed(3)
+    both = scoring.open_loop_errors(model, batch, 2, samples=2)
+    torch.manual_seed(3)
+    one, two = (scoring.open_loop_errors(model, batch, 2, samples=1) for _ in range(2))
+    for key in both:
+        torch.testing.assert_close(both[key]["model"], (one[key]["model"] + two[key]["model"]) / 2)
+
+
+def test_categorical_latents_are_scored_on_sampled_rollouts(tmp_path):
+    config = apply_overrides(
+        load_presets(Config, ["dreamer_v3", "debug"]),
+        {"logdir": str(tmp_path / "run"), "env.time_limit": 20, "run.steps": 40,
+         "run.eval_every": 0, "run.video_every": 0, "run.tensorboard": False},
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(config)
+    report = world_model_report(run, tmp_path / "out", horizon=3, context=2)
+    assert report["samples"] == 4
+    assert world_model_report(run, tmp_path / "m", horizon=3, context=2, samples=0)["samples"] == 0
+
+
 def test_a_source_that_is_none(run_dir, tmp_path):
     with pytest.raises(ValueError, match="nowhere' is neither 'replay', 'eval' nor a directory"):
         world_model_report(run_dir, tmp_path / "a", source=tmp_path / "nowhere")
@@ -145,6 +185,7 @@ def test_a_source_that_is_none(run_dir, tmp_path):
         ({"context": 0}, "context must be an int >= 1"),
         ({"episodes": 0}, "episodes must be an int >= 1 or None"),
         ({"stride": 0}, "stride must be"),
+        ({"samples": -1}, "samples must be an int >= 0 or None"),
         ({"horizon": 30}, "the longest has 31.*horizon <= 26"),
     ],
 )
