@@ -294,24 +294,13 @@ def _resumed_config(overrides: list[str]) -> Any:
     from rssm.run.run_config import Config
     from rssm.run.runs import load_config
 
-    logdir = apply_overrides(Config(), _logdir_tokens(overrides)).logdir
+    logdir = apply_overrides(Config(), overrides).logdir
     if logdir == Config().logdir and not Path(logdir).is_dir():
         raise ValueError(
             "--resume continues the run in --logdir: add --logdir RUN_DIR (the directory rssm "
             "train printed), or --configs to rebuild the run's config from presets"
         )
     return apply_overrides(load_config(logdir), overrides)
-
-
-def _logdir_tokens(overrides: list[str]) -> list[str]:
-    """The ``--logdir X`` (or ``--logdir=X``) tokens of an override list."""
-    out = []
-    for i, token in enumerate(overrides):
-        if token == "--logdir" and i + 1 < len(overrides):
-            out = [token, overrides[i + 1]]
-        elif token.startswith("--logdir="):
-            out = [token]
-    return out
 
 
 def _agent_train(args: argparse.Namespace, overrides: list[str]) -> int:

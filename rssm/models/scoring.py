@@ -65,16 +65,16 @@ def open_loop_errors(
     was_training = model.training
     model.eval()
     images = model.decoder.cnn_shapes
+    draws = max(samples, 1)
     total: dict[str, Tensor] = {}
     try:
-        for _ in range(max(samples, 1)):
+        for _ in range(draws):
             result = model.open_loop(batch, context, sample=samples > 0)
             for key, value in step_errors(result.pred, result.true, images).items():
                 total[key] = total[key] + value if key in total else value
     finally:
         model.train(was_training)
     baseline = step_errors(copy_last(batch, context, result.true), result.true, images)
-    draws = max(samples, 1)
     return {key: {"model": total[key] / draws, "copy_last": baseline[key]} for key in total}
 
 

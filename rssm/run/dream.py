@@ -143,24 +143,21 @@ def run_episodes(
     """
     if str(source) == "eval":
         return collect_episodes(run, count or 1, seed), "collected"
-    if str(source) == "replay":
-        directory, label = replay_folder(run_dir, run.config), "replay"
-        paths = saved_episodes(run_dir, run.config)
-        if not paths:
-            return collect_episodes(run, count or 1, seed), "collected"
-    else:
-        directory, label = Path(source), "directory"
-        if not directory.is_dir():
-            raise ValueError(
-                f"episode source {str(source)!r} is neither 'replay', 'eval' nor a directory; "
-                "pass a directory of episode files such as another run's replay/"
-            )
-        paths = [file.path for file in list_episodes(directory)[0]]
-        if not paths:
-            raise ValueError(
-                f"{directory} holds no episode files (*.npz as rssm train writes to replay/); "
-                "pass a run's replay/ directory"
-            )
+    label = "replay" if str(source) == "replay" else "directory"
+    directory = replay_folder(run_dir, run.config) if label == "replay" else Path(source)
+    if label == "directory" and not directory.is_dir():
+        raise ValueError(
+            f"episode source {str(source)!r} is neither 'replay', 'eval' nor a directory; "
+            "pass a directory of episode files such as another run's replay/"
+        )
+    paths = [file.path for file in list_episodes(directory)[0]]
+    if not paths and label == "replay":
+        return collect_episodes(run, count or 1, seed), "collected"
+    if not paths:
+        raise ValueError(
+            f"{directory} holds no episode files (*.npz as rssm train writes to replay/); "
+            "pass a run's replay/ directory"
+        )
     paths = paths if count is None else paths[-count:]
     episodes = []
     for path in paths:

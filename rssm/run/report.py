@@ -1,8 +1,9 @@
 """World-model quality report of a trained run: open-loop error against imagination horizon.
 
-On every window of ``context + horizon`` steps inside the run's saved episodes, the world model
-observes ``context`` steps and predicts the rest open-loop under the recorded actions
-(``WorldModel.open_loop``, the prior's mode). The error at each horizon ``1 .. horizon`` is
+On every window of ``context + horizon`` steps inside the run's saved episodes (or held-out
+ones), the world model observes ``context`` steps and predicts the rest open-loop under the
+recorded actions (``WorldModel.open_loop``: the prior's mode for Gaussian latents, the mean error
+of sampled rollouts for categorical ones). The error at each horizon ``1 .. horizon`` is
 averaged over windows for every decoded observation key and the reward, next to the
 copy-last-observation baseline, which repeats the last observed value. A model that has learned
 the dynamics beats that baseline; one that predicts the past frame at best only matches it.
@@ -134,9 +135,9 @@ def world_model_report(
 
     Every window of ``context + horizon`` steps inside an episode (``stride`` apart) is scored:
     the model observes ``context`` steps and predicts ``horizon`` steps from the recorded actions
-    (the prior's mode, the single most likely future). For each decoded key and ``reward`` the
-    mean squared error at horizons ``1 .. horizon`` is reported for the model and for the
-    copy-last-observation baseline. By default the episodes are the run's saved training
+    (the prior's mode rollout, or sampled rollouts: ``samples``). For each decoded key and
+    ``reward`` the mean squared error at horizons ``1 .. horizon`` is reported for the model and
+    for the copy-last-observation baseline. By default the episodes are the run's saved training
     episodes, so this measures fit; ``source="eval"`` (new episodes of the agent's ``eval``
     policy, from starts the training never saw) or another run's ``replay/`` directory measure
     how far the model carries over to states it was not trained on. A model that fits its replay
