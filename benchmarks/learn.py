@@ -21,6 +21,7 @@ there; the table says where each seed stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -46,6 +47,7 @@ from rssm import config as config_lib  # noqa: E402
 from rssm.run.logger import read_metrics  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
 from rssm.run.run_config import check_train_schedule  # noqa: E402
+from rssm.run.sittings import Sitting, describe, read_sittings  # noqa: E402
 from rssm.run.train import Config, train  # noqa: E402
 
 # DreamerV3's released learning curves (2023 version: size S, action repeat 2, train ratio 512,
@@ -226,6 +228,7 @@ def curve(directory: Path, seed: int) -> dict[str, Any]:
         "points": points,
         "stopped_at": last.get("step"),
         "updates": last.get("train/updates"),
+        "sittings": [dataclasses.asdict(s) for s in read_sittings(directory)],
     }
 
 
@@ -343,7 +346,9 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "  ",
         "Stopped at (env steps, updates): "
         + ", ".join(f"seed {r['seed']}: {r['stopped_at']}, {r['updates']}" for r in runs)
-        + (f" (wall-clock budget {args.minutes:g} min per run)" if args.minutes else ""),
+        + (f" (wall-clock budget {args.minutes:g} min per run)" if args.minutes else "")
+        + ("  " if any(r.get("sittings") for r in runs) else ""),
+        *sitting_lines(runs),
         *(
             [
                 "",
@@ -373,6 +378,20 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         lines += floor_verdicts(args, runs, beside[args.floor])
     lines += partial_row_notes(args, runs)
     return "\n".join(lines)
+
+
+def sitting_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Per seed, the sittings its run directory recorded (``sittings.jsonl``: every invocation,
+    resumes and killed ones included); nothing when no run recorded any."""
+    if not any(run.get("sittings") for run in runs):
+        return []
+    lines = []
+    for run in runs:
+        sittings = [Sitting(**s) for s in run.get("sittings", [])]
+        text = "; ".join(describe(sittings)) if sittings else "none recorded"
+        lines.append(f"Sittings of seed {run['seed']}: {text}.  ")
+    lines[-1] = lines[-1].removesuffix("  ")
+    return lines
 
 
 def partial_row_notes(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[str]:

@@ -7,15 +7,14 @@ Benchmarks state their speed as a fraction of this limit, so that numbers from d
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from rssm.run.sittings import cpu_name  # noqa: F401 - the benchmarks' name for it
 
 
 def sync(device: torch.device) -> None:
@@ -40,18 +39,6 @@ def count_flops(fn: Callable[[], Any]) -> float:
     with counter:
         fn()
     return float(counter.get_total_flops())
-
-
-def cpu_name() -> str:
-    """The processor's model name and core count (Linux), else what ``platform`` knows."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:  # not Linux
-        lines = []
-    for line in lines:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor() or platform.machine()
 
 
 def matmul_flops(

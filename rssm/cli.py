@@ -1,5 +1,5 @@
 """The ``rssm`` command line: ``rssm train``, ``eval``, ``dream``, ``plot``, ``report``,
-``world-model`` and ``envs``."""
+``sittings``, ``world-model`` and ``envs``."""
 
 from __future__ import annotations
 
@@ -187,6 +187,16 @@ def _add_see_parsers(sub: Any) -> None:
     report.add_argument("--device", default=None, metavar="STR", help="(str, default: the run's)")
     report.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
                         help="(int or path, default: the newest) env step or file")  # fmt: skip
+    sittings = sub.add_parser(
+        "sittings",
+        help="how a run was trained: one line per invocation (resumes included)",
+        description=(
+            "Print the sittings of a run from its sittings.jsonl: when each invocation of rssm "
+            "train started, from which step to which it went, how long it took and how it ended "
+            "(done, budget, interrupted, error, or killed: no stop line)."
+        ),
+    )
+    sittings.add_argument("--run", type=Path, required=True, metavar="PATH", help="(path) run dir")
 
 
 def _dream(args: argparse.Namespace) -> int:
@@ -251,6 +261,19 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{key}: {score['metric']} at horizon {args.horizon}: model "
               f"{score['model'][-1]:.5f}, copy-last {score['copy_last'][-1]:.5f}")  # fmt: skip
     print(f"report: {result['json']} and {result['png']}")
+    return 0
+
+
+def _sittings(args: argparse.Namespace) -> int:
+    from rssm.run.runs import load_config
+    from rssm.run.sittings import SITTINGS_FILE, describe, read_sittings
+
+    offline = load_config(args.run).run.offline  # checks that it is a run directory
+    sittings = read_sittings(args.run)
+    if not sittings:
+        print(f"{args.run}: no {SITTINGS_FILE} (the run started before sittings were recorded)")
+        return 0
+    print("\n".join(describe(sittings, offline=offline)))
     return 0
 
 
@@ -456,6 +479,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "dream": _dream,
         "plot": _plot,
         "report": _report,
+        "sittings": _sittings,
         "world-model": run_world_model,
         "envs": _envs,
     }

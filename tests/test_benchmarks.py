@@ -80,6 +80,10 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
         f"Partial row: stopped before the target 200 env steps (seed 0 at {run['stopped_at']})"
         in table
     )
+    # the run's sittings (sittings.jsonl) are in the row and the JSON
+    assert "Sittings of seed 0: 1. " in table
+    assert f"0 to {run['stopped_at']} env steps in " in table and ", budget (commit" in table
+    assert [s["reason"] for s in run["sittings"]] == ["budget"]
 
 
 @pytest.mark.parametrize(

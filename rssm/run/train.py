@@ -15,7 +15,8 @@ Step counting (one convention everywhere):
 Run directory (``logdir``): ``config.yaml`` (the resolved config, written at start),
 ``metrics.jsonl`` (+ TensorBoard events if installed), ``videos/``, ``replay/`` (one ``.npz`` per
 finished episode), the last ``run.keep_checkpoints`` checkpoints ``checkpoint-<env_step>.pt`` and
-``checkpoint.pt``, the newest (see :mod:`rssm.run.resume`).
+``checkpoint.pt``, the newest (see :mod:`rssm.run.resume`), and ``sittings.jsonl``, one start and
+one stop line per invocation (:mod:`rssm.run.sittings`).
 
 Exact resume: a run killed at any moment (SIGKILL included) and resumed continues as if it had
 not stopped (same metrics and weights; CPU, fixed seeds). Checkpoints are written on their
@@ -47,7 +48,7 @@ from rssm.agents.optimizer import NonFiniteError
 from rssm.data import Driver, EnvError, RandomPolicy, Replay
 from rssm.distributed import SINGLE, World
 from rssm.envs import EnvSpec, env_spec
-from rssm.run import ranks
+from rssm.run import ranks, sittings
 from rssm.run.builders import make_agent, make_envs
 from rssm.run.logger import Logger
 from rssm.run.reporting import QuietReporter, Reporter, Stats, load_held_out
@@ -370,8 +371,19 @@ def _run_parts(parts: _Parts, run_dir: Path) -> Path:
                disable=None if world.main else True)  # fmt: skip
     if world.size > 1 and world.main:
         print(ranks.describe(config, world, parts.batch_size), flush=True)
+    sitting = (
+        sittings.record(
+            run_dir,
+            counters,
+            steps=config.run.steps,
+            max_minutes=config.run.max_minutes,
+            device=str(config.run.device),
+        )
+        if world.main
+        else contextlib.nullcontext()
+    )
     try:
-        with deferred_interrupt() as interrupted:
+        with sitting, deferred_interrupt() as interrupted:
             if not counters.started and config.run.seed_episodes and not config.run.offline:
                 spec, seed = parts.spec, ranks.rank_seed(config.seed, world)
                 parts.stats.random = True
