@@ -406,9 +406,27 @@ def partial_row_notes(args: argparse.Namespace, runs: list[dict[str, Any]]) -> l
         where = ", ".join(f"seed {r['seed']} at {r['stopped_at']}" for r in short)
         notes.append(
             f"**Partial row: stopped before the target {args.steps} env steps ({where})**; "
-            "the same command with the same `--out` resumes them."
+            "the same command with the same `--out` resumes them." + remaining_time(args, short)
         )
     return ["", *notes] if notes else []
+
+
+def remaining_time(args: argparse.Namespace, runs: list[dict[str, Any]]) -> str:
+    """At the pace of each run's last finished sitting (env steps per hour of wall clock, from
+    ``sittings.jsonl``), how long the rest to ``--steps`` takes; empty without such a sitting."""
+    estimates = []
+    for run in runs:
+        done = [s for s in run.get("sittings", []) if s.get("minutes") and s.get("to_env_steps")]
+        if not done or run["stopped_at"] is None:
+            continue
+        last = done[-1]
+        pace = (last["to_env_steps"] - last["from_env_steps"]) / (last["minutes"] / 60.0)
+        if pace > 0:
+            hours = (args.steps - run["stopped_at"]) / pace
+            estimates.append(f"seed {run['seed']} {hours:.1f} h at {pace:,.0f} env steps/h")
+    if not estimates:
+        return ""
+    return " At the pace of each run's last sitting the rest takes: " + ", ".join(estimates) + "."
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -84,6 +84,21 @@ def test_learn_wall_clock_budget_stops_runs_early_and_says_where(tmp_path, capsy
     assert "Sittings of seed 0: 1. " in table
     assert f"0 to {run['stopped_at']} env steps in " in table and ", budget (commit" in table
     assert [s["reason"] for s in run["sittings"]] == ["budget"]
+    assert "At the pace of each run's last sitting the rest takes: seed 0 " in table
+
+
+def test_learn_estimates_the_rest_of_a_partial_row_from_the_last_sitting():
+    import learn
+
+    args = learn.parse_args(["--label", "row", "--env", "dmc:reacher-easy", "--steps", "100000"])
+    sittings = [  # the last sitting went 20K to 30K env steps in 120 minutes: 5,000 per hour
+        {"from_env_steps": 0, "to_env_steps": 20_000, "minutes": 60.0},
+        {"from_env_steps": 20_000, "to_env_steps": 30_000, "minutes": 120.0},
+        {"from_env_steps": 30_000, "to_env_steps": None, "minutes": None},  # killed
+    ]
+    runs = [{"seed": 3, "stopped_at": 30_000, "sittings": sittings}]
+    assert learn.remaining_time(args, runs).endswith("seed 3 14.0 h at 5,000 env steps/h.")
+    assert learn.remaining_time(args, [{"seed": 3, "stopped_at": 30_000, "sittings": []}]) == ""
 
 
 @pytest.mark.parametrize(

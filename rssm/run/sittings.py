@@ -136,7 +136,7 @@ class record:  # noqa: N801 - used as a context manager, named for what it does
             "env_steps": self.counters.env_steps,
             "updates": self.counters.updates,
             "reason": reason,
-            "minutes": round((time.monotonic() - self.start) / 60.0, 2),
+            "minutes": round((time.monotonic() - self.start) / 60.0, 4),
             "pid": os.getpid(),
         }
         if kind is not None and reason == "error":
