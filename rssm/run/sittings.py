@@ -157,12 +157,28 @@ class Sitting:
     stopped: str | None = None
     to_env_steps: int | None = None
     to_updates: int | None = None
-    reason: str | None = None  # None: no stop line (killed)
+    reason: str | None = None  # None: no stop line (running, or killed)
     minutes: float | None = None
+    pid: int | None = None
 
     @property
     def killed(self) -> bool:
-        return self.stopped is None
+        """No stop line and its process is not running (on this host): it was killed."""
+        return self.stopped is None and not self.running
+
+    @property
+    def running(self) -> bool:
+        """No stop line yet and its process is alive on this host (a reused pid reads as
+        running too; a sitting on another host never does)."""
+        if self.stopped is not None or self.pid is None or self.host != platform.node():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, owned by another user
+            return True
+        return True
 
 
 def read_sittings(run_dir: str | Path) -> list[Sitting]:
@@ -189,6 +205,7 @@ def read_sittings(run_dir: str | Path) -> list[Sitting]:
                 commit=line.get("commit"),
                 host=line.get("host", "?"),
                 threads=line.get("threads"),
+                pid=line.get("pid"),
             )
             sittings.append(sitting)
             open_by_pid = {line.get("pid"): sitting}  # an earlier open one was killed
@@ -214,10 +231,14 @@ def describe(sittings: list[Sitting], *, offline: bool = False) -> list[str]:
     for number, s in enumerate(sittings, 1):
         start = s.from_updates if offline else s.from_env_steps
         where = f"{number}. {s.started.replace('T', ' ').removesuffix('Z')} UTC"
+        if s.running:
+            lines.append(f"{where}: from {start:,} {unit}, running (pid {s.pid})")
+            continue
         if s.killed:
+            after = "the next sitting went on" if number < len(sittings) else "--resume goes on"
             lines.append(
-                f"{where}: from {start:,} {unit}, killed (no stop line; the next sitting went "
-                "on from the newest checkpoint)"
+                f"{where}: from {start:,} {unit}, killed (no stop line; {after} from the newest "
+                "checkpoint)"
             )
             continue
         end = s.to_updates if offline else s.to_env_steps

@@ -4,6 +4,8 @@ resumes; ``rssm sittings`` prints them."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import types
 import warnings
 
@@ -113,6 +115,22 @@ def test_a_killed_sitting_and_a_torn_line_are_read_and_described(tmp_path):
     assert "0 to 29,000 env steps in 135.0 min, budget" in described[0]
     assert "from 29,000 env steps, killed" in described[1]
     assert "34,000 to 40,000 env steps in 60.0 min, done" in described[2]
+
+
+def test_a_sitting_without_a_stop_line_is_running_while_its_process_lives(tmp_path):
+    line = {"event": "start", "time": "2026-12-02T04:13:00Z", "env_steps": 0, "updates": 0,
+            "pid": os.getpid(), "host": platform.node(), "commit": None, "threads": 1}  # fmt: skip
+    (tmp_path / SITTINGS_FILE).write_text(json.dumps(line) + "\n")
+    (sitting,) = read_sittings(tmp_path)
+    assert sitting.running and not sitting.killed
+    assert describe([sitting])[0].endswith(f"from 0 env steps, running (pid {os.getpid()})")
+    # the same pid on another host is not this process: its sitting was killed
+    line["host"] = platform.node() + "-elsewhere"
+    (tmp_path / SITTINGS_FILE).write_text(json.dumps(line) + "\n")
+    (sitting,) = read_sittings(tmp_path)
+    assert sitting.killed and not sitting.running
+    described = describe([sitting])[0]
+    assert "killed (no stop line; --resume goes on from the newest checkpoint)" in described
 
 
 def test_steps_before_the_first_recorded_sitting_are_named(tmp_path):
