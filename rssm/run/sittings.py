@@ -30,9 +30,6 @@ __all__ = ["SITTINGS_FILE", "Sitting", "cpu_name", "describe", "read_sittings", 
 
 SITTINGS_FILE = "sittings.jsonl"
 
-# How a sitting ended (the ``reason`` of its stop line).
-REASONS = ("done", "budget", "interrupted", "error")
-
 
 def cpu_name() -> str:
     """The processor's model name and core count (Linux), else what ``platform`` knows."""
@@ -48,8 +45,11 @@ def cpu_name() -> str:
 
 def _commit() -> str | None:
     """The git commit of the checkout that holds this package (``+dirty`` with uncommitted
-    changes to tracked files); None when it is not in a git checkout or git is missing."""
+    changes to tracked files); None when it is not in a source checkout (an installed copy
+    inside some other repository must not report that one's commit) or git is missing."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file() or not (root / ".git").exists():
+        return None
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

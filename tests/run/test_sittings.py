@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import types
 import warnings
 
@@ -35,6 +36,9 @@ def test_a_run_stopped_by_its_budget_and_resumed_records_both_sittings(tmp_path,
     assert lines[0]["steps"] == 200 and lines[0]["max_minutes"] == 1e-9
     assert lines[2]["max_minutes"] is None
     assert isinstance(lines[0]["threads"], int) and lines[0]["torch"]
+    # the code that ran: this checkout's commit (None where the package is not in a checkout)
+    commit = lines[0]["commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit), commit
 
     first, second = read_sittings(run_dir)
     assert (first.from_env_steps, first.to_env_steps, first.reason) == (0, 51, "budget")
