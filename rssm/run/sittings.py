@@ -15,11 +15,13 @@ from which step it went on, so the steps the killed one lost are visible too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def _commit() -> str | None:
     """The git commit of the checkout that holds this package (``+dirty`` with uncommitted
     changes to tracked files); None when it is not in a source checkout (an installed copy
-    inside some other repository must not report that one's commit) or git is missing."""
+    inside some other repository must not report that one's commit) or git is missing. Asked
+    once per process: the code a process runs does not change under it."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file() or not (root / ".git").exists():
         return None
@@ -68,16 +72,24 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _append(run_dir: Path, line: dict[str, Any]) -> None:
-    """Appends one JSON line and syncs it: a sitting that is killed right after keeps it."""
-    with open(run_dir / SITTINGS_FILE, "a", encoding="utf-8") as file:
+def _write(run_dir: Path, line: dict[str, Any]) -> None:
+    """Appends one JSON line and syncs it, so that a sitting killed right after keeps it; an
+    unwritable run directory loses the line, never the run."""
+    with contextlib.suppress(OSError), open(run_dir / SITTINGS_FILE, "a", encoding="utf-8") as file:
         file.write(json.dumps(line) + "\n")
         file.flush()
-        with contextlib.suppress(OSError):
-            os.fsync(file.fileno())
+        os.fsync(file.fileno())
 
 
-class record:  # noqa: N801 - used as a context manager, named for what it does
+@contextlib.contextmanager
+def record(
+    run_dir: str | Path,
+    counters: Any,
+    *,
+    steps: int,
+    max_minutes: float | None = None,
+    device: str = "cpu",
+) -> Iterator[None]:
     """Writes a sitting's start line on entry and its stop line on exit.
 
     ``counters`` has ``env_steps`` (the step of the schedules: updates for an offline run) and
@@ -86,62 +98,31 @@ class record:  # noqa: N801 - used as a context manager, named for what it does
     as ``interrupted`` (Ctrl-C) or ``error`` and passes on. The record never fails the run: an
     unwritable run directory only loses it.
     """
-
-    def __init__(
-        self,
-        run_dir: str | Path,
-        counters: Any,
-        *,
-        steps: int,
-        max_minutes: float | None = None,
-        device: str = "cpu",
-    ) -> None:
-        self.run_dir, self.counters = Path(run_dir), counters
-        self.steps, self.max_minutes, self.device = steps, max_minutes, device
-        self.start = 0.0
-
-    def _write(self, line: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):
-            _append(self.run_dir, line)
-
-    def __enter__(self) -> record:
-        self.start = time.monotonic()
-        self._write(
-            {
-                "event": "start",
-                "time": _now(),
-                "env_steps": self.counters.env_steps,
-                "updates": self.counters.updates,
-                "steps": self.steps,
-                "max_minutes": self.max_minutes,
-                "host": platform.node(),
-                "cpu": cpu_name(),
-                "device": self.device,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "commit": _commit(),
-                "pid": os.getpid(),
-            }
-        )
-        return self
-
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-        if kind is None:
-            reason = "done" if self.counters.env_steps >= self.steps else "budget"
-        else:
-            reason = "interrupted" if issubclass(kind, KeyboardInterrupt) else "error"
-        line = {
-            "event": "stop",
-            "time": _now(),
-            "env_steps": self.counters.env_steps,
-            "updates": self.counters.updates,
-            "reason": reason,
-            "minutes": round((time.monotonic() - self.start) / 60.0, 4),
-            "pid": os.getpid(),
-        }
-        if kind is not None and reason == "error":
-            line["error"] = f"{kind.__name__}: {error}"[:500]
-        self._write(line)
+    run_dir, start = Path(run_dir), time.monotonic()
+    _write(run_dir, {
+        "event": "start", "time": _now(), "env_steps": counters.env_steps,
+        "updates": counters.updates, "steps": steps, "max_minutes": max_minutes,
+        "host": platform.node(), "cpu": cpu_name(), "device": device,
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _commit(),
+        "pid": os.getpid(),
+    })  # fmt: skip
+    stop: dict[str, Any] = {}
+    try:
+        yield
+    except KeyboardInterrupt:
+        stop["reason"] = "interrupted"
+        raise
+    except BaseException as error:
+        stop.update(reason="error", error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    else:
+        stop["reason"] = "done" if counters.env_steps >= steps else "budget"
+    finally:
+        _write(run_dir, {
+            "event": "stop", "time": _now(), "env_steps": counters.env_steps,
+            "updates": counters.updates, **stop,
+            "minutes": round((time.monotonic() - start) / 60.0, 4), "pid": os.getpid(),
+        })  # fmt: skip
 
 
 @dataclass
@@ -189,7 +170,6 @@ def read_sittings(run_dir: str | Path) -> list[Sitting]:
     if not path.is_file():
         return []
     sittings: list[Sitting] = []
-    open_by_pid: dict[Any, Sitting] = {}
     for text in path.read_text(encoding="utf-8").splitlines():
         try:
             line = json.loads(text)
@@ -207,10 +187,14 @@ def read_sittings(run_dir: str | Path) -> list[Sitting]:
                 threads=line.get("threads"),
                 pid=line.get("pid"),
             )
-            sittings.append(sitting)
-            open_by_pid = {line.get("pid"): sitting}  # an earlier open one was killed
-        elif line.get("event") == "stop" and line.get("pid") in open_by_pid:
-            sitting = open_by_pid.pop(line.get("pid"))
+            sittings.append(sitting)  # an earlier one still open was killed
+        elif (
+            line.get("event") == "stop"
+            and sittings
+            and sittings[-1].stopped is None
+            and sittings[-1].pid == line.get("pid")
+        ):
+            sitting = sittings[-1]
             sitting.stopped = line.get("time")
             sitting.to_env_steps = line.get("env_steps")
             sitting.to_updates = line.get("updates")
