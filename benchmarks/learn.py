@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import mean_sd, read_section, write_section  # noqa: E402
 
 from rssm import config as config_lib  # noqa: E402
-from rssm.run.logger import read_metrics  # noqa: E402
+from rssm.run.logger import read_metrics, wall_clock  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
 from rssm.run.run_config import check_train_schedule  # noqa: E402
 from rssm.run.sittings import Sitting, describe, read_sittings  # noqa: E402
@@ -199,8 +199,11 @@ def one_run(job: tuple[argparse.Namespace, int]) -> dict[str, Any]:
 def curve(directory: Path, seed: int) -> dict[str, Any]:
     """Eval return and the mean training return since the previous eval, per eval step."""
     rows = read_metrics(directory)
+    sittings = read_sittings(directory)
+    # Each sitting's logger restarts its time at 0: count the wall clock over the sittings.
+    seconds = wall_clock(rows, [s.from_env_steps for s in sittings])
     points, train_returns = [], []
-    for row in rows:
+    for row, elapsed in zip(rows, seconds, strict=True):
         if row.get("episode/return") is not None:
             train_returns.append(row["episode/return"])
         if row.get("eval/return") is not None:
@@ -208,19 +211,12 @@ def curve(directory: Path, seed: int) -> dict[str, Any]:
             points.append(
                 {
                     "step": row["step"],
-                    "time": row["time"],
+                    "time": elapsed,
                     "eval_return": row["eval/return"],
                     "train_return": statistics.mean(recent) if recent else None,
                 }
             )
             train_returns = []
-    # A resumed run restarts its wall clock; times after a resume are offset by the last one.
-    offset, last = 0.0, 0.0
-    for point in points:
-        if point["time"] + offset < last:
-            offset = last
-        point["time"] += offset
-        last = point["time"]
     last = rows[-1] if rows else {}
     return {
         "seed": seed,
@@ -228,7 +224,7 @@ def curve(directory: Path, seed: int) -> dict[str, Any]:
         "points": points,
         "stopped_at": last.get("step"),
         "updates": last.get("train/updates"),
-        "sittings": [dataclasses.asdict(s) for s in read_sittings(directory)],
+        "sittings": [dataclasses.asdict(s) for s in sittings],
     }
 
 

@@ -101,6 +101,33 @@ def test_learn_estimates_the_rest_of_a_partial_row_from_the_last_sitting():
     assert learn.remaining_time(args, [{"seed": 3, "stopped_at": 30_000, "sittings": []}]) == ""
 
 
+def test_learn_curve_counts_the_wall_clock_over_sittings(tmp_path):
+    # Three sittings; the third's first eval comes later in its sitting than the second's last
+    # eval did in its own, so only sittings.jsonl shows where the third began.
+    import learn
+
+    rows = [
+        {"step": 10_000, "time": 600.0, "eval/return": 1.0, "episode/return": 2.0},
+        {"step": 12_000, "time": 700.0, "eval/return": 1.0},  # budget stop: eval, checkpoint
+        {"step": 13_000, "time": 50.0, "episode/return": 3.0},
+        {"step": 14_000, "time": 120.0, "eval/return": 2.0},  # budget stop
+        {"step": 20_000, "time": 900.0, "eval/return": 3.0, "episode/return": 4.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = [
+        {"event": "start", "time": "t", "env_steps": 0, "updates": 0, "pid": 1},
+        {"event": "stop", "time": "t", "env_steps": 12_000, "reason": "budget", "pid": 1},
+        {"event": "start", "time": "t", "env_steps": 12_000, "updates": 0, "pid": 2},
+        {"event": "stop", "time": "t", "env_steps": 14_000, "reason": "budget", "pid": 2},
+        {"event": "start", "time": "t", "env_steps": 14_000, "updates": 0, "pid": 3},
+    ]
+    (tmp_path / "sittings.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = learn.curve(tmp_path, seed=0)
+    assert [p["time"] for p in run["points"]] == [600.0, 700.0, 820.0, 1720.0]
+    assert [p["train_return"] for p in run["points"]] == [2.0, None, 3.0, 4.0]
+    assert len(run["sittings"]) == 3
+
+
 @pytest.mark.parametrize(
     ("obs", "header", "cells"),
     [

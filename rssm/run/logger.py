@@ -13,6 +13,7 @@ import re
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +361,35 @@ def _row_step(line: bytes) -> float:
     except (ValueError, AttributeError):
         return -math.inf
     return step if isinstance(step, (int, float)) else -math.inf
+
+
+def wall_clock(rows: list[dict[str, Any]], sitting_starts: Sequence[int] = ()) -> list[float]:
+    """Seconds of wall clock from the run's start to each row of ``metrics.jsonl``, over sittings.
+
+    Every sitting (``rssm train`` and each ``--resume``) starts a logger whose ``time`` restarts
+    at 0, so a row's ``time`` alone is the time since its own sitting began. A row opens a new
+    sitting where its ``time`` goes back, or where its ``step`` passes the env step at which a
+    recorded sitting started (``sitting_starts``, from ``sittings.jsonl``: this also catches a
+    sitting whose first row comes later than the previous sitting's last); the new sitting's
+    times are offset by the time the previous sitting's last row reached. Time spent between the
+    last row of a sitting and its stop (and between sittings) is not counted.
+    """
+    starts = sorted(set(sitting_starts))
+    times: list[float] = []
+    offset = 0.0
+    previous: dict[str, Any] | None = None
+    for row in rows:
+        seconds = float(row.get("time") or 0.0)
+        if previous is not None:
+            before = float(previous.get("time") or 0.0)
+            step, last_step = row.get("step"), previous.get("step")
+            passed = (
+                step is not None
+                and last_step is not None
+                and any(last_step <= s < step for s in starts)
+            )
+            if seconds < before or passed:
+                offset = times[-1]
+        times.append(offset + seconds)
+        previous = row
+    return times

@@ -22,7 +22,8 @@ import numpy as np
 import yaml
 
 from rssm.files import atomic_path
-from rssm.run.logger import METRICS_FILE, read_metrics
+from rssm.run.logger import METRICS_FILE, read_metrics, wall_clock
+from rssm.run.sittings import read_sittings
 
 __all__ = ["figure", "plot_runs", "require_matplotlib", "save_figure"]
 
@@ -105,22 +106,19 @@ def _experiment(run_dir: Path) -> dict[str, Any] | None:
     return {k: v for k, v in _flat(data).items() if k not in _IGNORED_KEYS}
 
 
-def _curves(rows: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _curves(
+    rows: list[dict[str, Any]], metric: str, sitting_starts: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(steps, seconds, values)`` of the rows that logged ``metric`` (finite values only).
 
-    A resumed run starts a new logger whose ``time`` restarts at 0: later segments are offset by
-    the time the previous one reached. Steps that go back (a resume from an older checkpoint)
-    replace the rows they repeat, so steps increase strictly.
+    Seconds run over the run's sittings (``logger.wall_clock``: a resumed run's logger restarts
+    its time at 0). Steps that go back (a resume from an older checkpoint) replace the rows
+    they repeat, so steps increase strictly.
     """
     steps: list[float] = []
     times: list[float] = []
     values: list[float] = []
-    offset, last_time = 0.0, 0.0
-    for row in rows:
-        time = float(row.get("time") or 0.0)
-        if time < last_time:
-            offset += last_time
-        last_time = time
+    for row, seconds in zip(rows, wall_clock(rows, sitting_starts), strict=True):
         value = row.get(metric)
         if value is None or not np.isfinite(value):
             continue
@@ -130,7 +128,7 @@ def _curves(rows: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.nda
             times.pop()
             values.pop()
         steps.append(step)
-        times.append(offset + time)
+        times.append(seconds)
         values.append(float(value))
     return np.array(steps), np.array(times), np.array(values)
 
@@ -283,7 +281,10 @@ def plot_runs(
     dirs = _check_inputs(run_dirs, labels)
     require_matplotlib()
     all_rows = [read_metrics(d) for d in dirs]
-    curves = [_curves(rows, metric) for rows in all_rows]
+    curves = [
+        _curves(rows, metric, [s.from_env_steps for s in read_sittings(d)])
+        for rows, d in zip(all_rows, dirs, strict=True)
+    ]
     if not any(len(steps) for steps, _, _ in curves):
         raise _missing_metric(metric, all_rows)
     groups: dict[str, dict[str, Any]] = {}

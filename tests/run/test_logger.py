@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rssm.run.logger as logger_module
-from rssm.run.logger import Logger, read_metrics
+from rssm.run.logger import Logger, read_metrics, wall_clock
 
 
 def lines(logdir):
@@ -187,3 +187,23 @@ def test_logdir_under_a_file_raises_naming_it(tmp_path):
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot create log directory .*file/run"):
         Logger(blocker / "run", tensorboard=False)
+
+
+def test_wall_clock_adds_up_the_sittings_of_a_resumed_run():
+    # Each sitting's logger restarts its time at 0; the second sitting is found where time goes
+    # back, the third (its first row later than the second's last) only by its recorded start.
+    rows = [
+        {"step": 10, "time": 100.0},
+        {"step": 20, "time": 200.0},  # sitting 1 stops here
+        {"step": 30, "time": 50.0},
+        {"step": 40, "time": 60.0},  # sitting 2 stops here
+        {"step": 50, "time": 500.0},
+        {"step": 60, "time": 600.0},
+    ]
+    assert wall_clock(rows, sitting_starts=[20, 40]) == [100, 200, 250, 260, 760, 860]
+    # without sittings.jsonl only the time going back shows a resume
+    assert wall_clock(rows) == [100, 200, 250, 260, 760, 860][:4] + [700, 800]
+    # a row at the step a sitting started from still belongs to the sitting before it
+    assert wall_clock(rows, sitting_starts=[0, 20, 20, 40]) == [100, 200, 250, 260, 760, 860]
+    assert wall_clock([]) == []
+    assert wall_clock([{"step": 5}, {"step": 6, "time": 3.0}]) == [0.0, 3.0]
