@@ -374,7 +374,9 @@ def wall_clock(rows: list[dict[str, Any]], sitting_starts: Sequence[int] = ()) -
     times are offset by the time the previous sitting's last row reached. Time spent between the
     last row of a sitting and its stop (and between sittings) is not counted.
     """
-    starts = sorted(set(sitting_starts))
+    # rows at the step where the first sitting began (env step 0 of a fresh run) belong to it
+    first = rows[0].get("step") if rows else None
+    starts = sorted(s for s in set(sitting_starts) if first is None or s > first)
     times: list[float] = []
     offset = 0.0
     previous: dict[str, Any] | None = None

@@ -205,5 +205,8 @@ def test_wall_clock_adds_up_the_sittings_of_a_resumed_run():
     assert wall_clock(rows) == [100, 200, 250, 260, 760, 860][:4] + [700, 800]
     # a row at the step a sitting started from still belongs to the sitting before it
     assert wall_clock(rows, sitting_starts=[0, 20, 20, 40]) == [100, 200, 250, 260, 760, 860]
+    # a row logged at env step 0 by a fresh run's first sitting does not open a new one
+    fresh = [{"step": 0, "time": 5.0}, {"step": 10, "time": 100.0}, {"step": 20, "time": 200.0}]
+    assert wall_clock(fresh, sitting_starts=[0]) == [5, 100, 200]
     assert wall_clock([]) == []
     assert wall_clock([{"step": 5}, {"step": 6, "time": 3.0}]) == [0.0, 3.0]
