@@ -376,22 +376,20 @@ def wall_clock(rows: list[dict[str, Any]], sitting_starts: Sequence[int] = ()) -
     """
     # rows at the step where the first sitting began (env step 0 of a fresh run) belong to it
     first = rows[0].get("step") if rows else None
-    starts = sorted(s for s in set(sitting_starts) if first is None or s > first)
+    starts = {s for s in sitting_starts if first is None or s > first}
     times: list[float] = []
-    offset = 0.0
-    previous: dict[str, Any] | None = None
+    offset, last_seconds, last_step = 0.0, None, None
     for row in rows:
-        seconds = float(row.get("time") or 0.0)
-        if previous is not None:
-            before = float(previous.get("time") or 0.0)
-            step, last_step = row.get("step"), previous.get("step")
-            passed = (
+        seconds, step = float(row.get("time") or 0.0), row.get("step")
+        if last_seconds is not None and (
+            seconds < last_seconds
+            or (
                 step is not None
                 and last_step is not None
                 and any(last_step <= s < step for s in starts)
             )
-            if seconds < before or passed:
-                offset = times[-1]
+        ):
+            offset = times[-1]
         times.append(offset + seconds)
-        previous = row
+        last_seconds, last_step = seconds, step
     return times
