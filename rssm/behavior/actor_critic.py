@@ -228,12 +228,15 @@ class ActorCritic(nn.Module):
         """
         config = self.config
         imag = self.imagine(model.rssm, start)
-        # The heads run on s_1..s_H only: the returns never use reward_0, and cont_0 is the
-        # start's own continuation. One critic forward, on detached features, serves both its
-        # loss and the bootstrap values. With REINFORCE the values need no graph; with dynamics
-        # backprop they are re-attached to the imagined features (:class:`_Reattach`), so the
-        # actor's loss still differentiates them into the dynamics, while the critic's loss
-        # reaches only the critic's weights.
+        # The returns never use reward_0, and cont_0 is the start's own continuation: the heads'
+        # column 0 is dropped. They still read all of s_0..s_H, a contiguous [N, H+1, F]: a slice
+        # s_1..s_H costs a strided copy (on the CPU a batched matmul) in the forward and a
+        # zero-filled gradient in the backward, more than the 1/H extra rows (2026-12-02, xxs
+        # model on a CPU: 4 % of the update). One critic forward, on detached features, serves
+        # both its loss and the bootstrap values. With REINFORCE the values need no graph; with
+        # dynamics backprop they are re-attached to the imagined features (:class:`_Reattach`),
+        # so the actor's loss still differentiates them into the dynamics, while the critic's
+        # loss reaches only the critic's weights.
         reinforce = self.actor_grad == "reinforce"
         grad = torch.is_grad_enabled()
         shared = grad and not config.slow_target and (reinforce or self.share_critic)
@@ -242,15 +245,14 @@ class ActorCritic(nn.Module):
             critic_in = imag.feat.detach().requires_grad_(not reinforce)
             critic_dist = self.critic(critic_in)
         with torch.set_grad_enabled(not reinforce and grad):
-            later = imag.feat[:, 1:]
-            reward = F.pad(model.reward(later).mode(), (1, 0))  # [N, H+1], column 0 unused
+            reward = F.pad(model.reward(imag.feat).mode()[:, 1:], (1, 0))  # [N, H+1], col 0 unused
             first = imag.feat.new_ones(imag.feat.shape[0], 1)
             if start_cont is not None:
                 first = start_cont.to(first.dtype)[:, None]
             if getattr(model, "cont", None) is not None:
-                cont_dist = model.cont(later)
-                later_cont = cont_dist.mode() if config.imag_cont == "mode" else cont_dist.mean
-                cont = torch.cat([first, later_cont], 1)
+                cont_dist = model.cont(imag.feat)
+                all_cont = cont_dist.mode() if config.imag_cont == "mode" else cont_dist.mean
+                cont = torch.cat([first, all_cont[:, 1:]], 1)
             else:
                 cont = torch.cat([first, torch.ones_like(reward[:, 1:])], 1)
             if critic_dist is not None:
@@ -265,9 +267,7 @@ class ActorCritic(nn.Module):
             )  # [N, H]
         weights = discount_weights(cont, config.discount)  # detached [N, H]
         actor_loss, actor_metrics = self._actor_loss(imag, returns, value[:, :-1], weights)
-        critic_loss, critic_metrics = self._critic_loss(
-            imag.feat[:, :-1], returns, weights, critic_dist
-        )
+        critic_loss, critic_metrics = self._critic_loss(imag.feat, returns, weights, critic_dist)
         metrics = {**actor_metrics, **critic_metrics}
         metrics["imag_reward"] = reward[:, 1:].detach().mean()
         metrics["imag_cont"] = cont[:, 1:].detach().mean()
@@ -322,22 +322,20 @@ class ActorCritic(nn.Module):
     def _critic_loss(
         self, feat: Tensor, returns: Tensor, weights: Tensor, dist: Distribution | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Critic regression on the detached λ-returns of ``s_0..s_{H-1}`` (``feat`` [N, H, F]),
-        plus V3's pull toward the slow critic's prediction. ``dist``: the critic's output on all
-        H+1 states when the caller already has it (targets are padded, the last column dropped).
+        """Critic regression of V(s_0..s_{H-1}) on the detached λ-returns [N, H], plus V3's pull
+        toward the slow critic's prediction. ``feat``: all H+1 states [N, H+1, F] (the critics
+        read the contiguous whole; the last column's terms are dropped); ``dist``: the critic's
+        output there when the caller already has it.
         """
         feat = feat.detach()
         H = returns.shape[1]
         if dist is None:
             dist = self.critic(feat)
-            padded = returns.detach()
-        else:
-            padded = F.pad(returns.detach(), (0, 1))
+        padded = F.pad(returns.detach(), (0, 1))
         loss = dist.loss(padded)[:, :H]
         if self.config.slow_regularizer > 0:
             with torch.no_grad():
-                slow = self.slow_critic(feat).mode()  # [N, H]
-            slow = slow if slow.shape == dist.batch_shape else F.pad(slow, (0, 1))
+                slow = self.slow_critic(feat).mode()  # [N, H+1]
             loss = loss + self.config.slow_regularizer * dist.loss(slow)[:, :H]
         loss = (weights * loss).mean()
         value = dist.mode().detach()[:, :H]

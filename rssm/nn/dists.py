@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rssm.nn.functional import symexp, symexp_bins, symlog, twohot_decode, twohot_indices
+from rssm.nn.functional import (
+    log_softmax_last,
+    softmax_last,
+    symexp,
+    symexp_bins,
+    symlog,
+    twohot_decode,
+    twohot_indices,
+)
 
 __all__ = [
     "MSE",
@@ -353,18 +361,18 @@ class OneHotCategorical(Distribution):
     def probs(self) -> Tensor:
         """Mixed probabilities [..., C]."""
         if self.unimix > 0.0:
-            probs = torch.softmax(self._raw, -1)
+            probs = softmax_last(self._raw)
             return probs * (1.0 - self.unimix) + self.unimix / self.classes
         if "logits" in self.__dict__:
             return self.__dict__["logits"].exp()
-        return torch.softmax(self._raw, -1)
+        return softmax_last(self._raw)
 
     @cached_property
     def logits(self) -> Tensor:
         """Normalised log-probabilities [..., C] (log of the mixed probabilities)."""
         if self.unimix > 0.0:
             return self.probs.log()
-        return torch.log_softmax(self._raw, -1)
+        return log_softmax_last(self._raw)
 
     @property
     def mean(self) -> Tensor:

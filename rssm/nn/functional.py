@@ -1,4 +1,5 @@
-"""Stateless tensor helpers: symlog transform and two-hot encoding (DreamerV3).
+"""Stateless tensor helpers: symlog transform and two-hot encoding (DreamerV3), and softmaxes over
+a few classes (categorical latents) that stay fast on the CPU.
 
 References:
     Hafner et al. 2023, "Mastering Diverse Domains through World Models", eq. 9 (symlog) and the
@@ -11,6 +12,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "log_softmax_last",
+    "softmax_last",
     "symexp",
     "symexp_bins",
     "symlog",
@@ -132,3 +135,44 @@ def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
     """
     assert probs.shape[-1] == bins.shape[0], (probs.shape, bins.shape)
     return probs @ bins
+
+
+# PyTorch's CPU softmax vectorises along the reduced dim: over fewer classes than one vector of
+# floats holds (16 with AVX-512) it runs a scalar path, 8x slower than reducing along a longer dim
+# (2026-12-02, torch 2.13 on a Xeon, 1 thread: 4.2 ms for [1024, 32, 8] against 0.52 ms through the
+# transposed layout, contiguous copy included). Below this many elements the copy costs more.
+_SMALL_CLASSES = 16
+_MIN_NUMEL = 4096
+
+
+def _transposed(x: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dim() >= 2
+        and x.shape[-1] < _SMALL_CLASSES
+        and x.shape[-2] > 1
+        and x.numel() >= _MIN_NUMEL
+    )
+
+
+def softmax_last(x: Tensor) -> Tensor:
+    """``torch.softmax(x, -1)``, computed along dim -2 of the transposed tensor where the last dim
+    is short (categorical latents: 32 groups of 8 classes), which is several times faster on the
+    CPU; the same values up to float rounding, contiguous, with the usual gradient.
+
+    Args:
+        x: logits [..., C].
+
+    Returns:
+        probabilities [..., C].
+    """
+    if _transposed(x):
+        return torch.softmax(x.transpose(-1, -2), -2).transpose(-1, -2).contiguous()
+    return torch.softmax(x, -1)
+
+
+def log_softmax_last(x: Tensor) -> Tensor:
+    """``torch.log_softmax(x, -1)``, with the layout choice of :func:`softmax_last`."""
+    if _transposed(x):
+        return torch.log_softmax(x.transpose(-1, -2), -2).transpose(-1, -2).contiguous()
+    return torch.log_softmax(x, -1)

@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from rssm.nn.functional import symexp, symexp_bins, symlog, twohot_decode, twohot_encode
+from rssm.nn.functional import (
+    log_softmax_last,
+    softmax_last,
+    symexp,
+    symexp_bins,
+    symlog,
+    twohot_decode,
+    twohot_encode,
+)
 
 
 def test_symlog_golden_values():
@@ -58,3 +66,35 @@ def test_twohot_round_trip_and_batch_shape():
     torch.testing.assert_close(enc.sum(-1), torch.ones(4, 6))
     assert ((enc > 0).sum(-1) <= 2).all()
     torch.testing.assert_close(twohot_decode(enc, bins), x, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1024, 32, 8), (4, 64, 32, 8), (1024, 6), (1024, 32, 4), (1024, 32, 16), (3, 8), (2, 1, 8)],
+)
+def test_softmax_last_matches_torch_in_value_and_gradient(shape):
+    # Both layouts (transposed for a short last dim on enough elements, plain otherwise) give
+    # torch's softmax / log_softmax over the last dim, contiguous, with the same gradient.
+    gen = torch.Generator().manual_seed(0)
+    x = (3.0 * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
+    grad = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    for ours, theirs in ((softmax_last, torch.softmax), (log_softmax_last, torch.log_softmax)):
+        got, want = ours(x), theirs(x, -1)
+        assert got.is_contiguous() and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        (g_got,) = torch.autograd.grad(got, x, grad)
+        (g_want,) = torch.autograd.grad(want, x, grad)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
+
+
+def test_softmax_last_takes_the_transposed_layout_only_where_it_pays():
+    # The layout choice itself: short last dims on enough elements, nothing else.
+    from rssm.nn.functional import _transposed
+
+    assert _transposed(torch.zeros(1024, 32, 8))
+    assert _transposed(torch.zeros(1024, 6))
+    assert not _transposed(torch.zeros(1024, 32, 16))  # one AVX-512 vector or more: plain
+    assert not _transposed(torch.zeros(16384, 255))
+    assert not _transposed(torch.zeros(1, 32, 8))  # too few elements for the copy to pay
+    assert not _transposed(torch.zeros(4096, 1, 8))  # nothing to reduce along instead
+    assert not _transposed(torch.zeros(1024, 8)[0])  # one dim
