@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/train_step.py                      # v3_xs, v3_s, v1 on the CPU
     python benchmarks/train_step.py --agents v3_s --repeats 5 --json bench_train_step.json
     python benchmarks/train_step.py --device cuda --results
+    python benchmarks/train_step.py --agents v3_xxs --obs proprio --precision float32,bfloat16
 
 A full update is ``DreamerAgent.train_step`` on a batch of 16x64 (BxT) rows of 64x64x3 uint8
 images with 6-dim continuous actions: the world-model loss, backward, clip and Adam step, then
@@ -13,7 +14,9 @@ passes, clips and Adam steps, and the slow-critic update. Each agent runs in a f
 (peak memory of its own); the two halves are also timed on their own (``world model`` and
 ``actor-critic`` columns). FLOPs are counted over one whole update by ``FlopCounterMode``
 (matmuls and convolutions with their gradients) and the rate is given as a fraction of the fp32
-matmul throughput measured in the same run.
+matmul throughput measured in the same run. ``--precision float32,bfloat16`` times each agent
+under both (``run.precision``: bfloat16 autocast), in the same run: worth it on CPUs with bf16
+matrix instructions (AMX, AVX512-BF16), several times slower on CPUs without them.
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ MIB = 2.0**20
 
 
 def build(
-    name: str, device: torch.device, horizon: int, imag_last: int = 0, obs: str = "pixels"
+    name: str,
+    device: torch.device,
+    horizon: int,
+    imag_last: int = 0,
+    obs: str = "pixels",
+    precision: str = "float32",
 ) -> DreamerAgent:
     config = config_lib.load_presets(Config, AGENTS[name])
     config = config_lib.apply_overrides(
@@ -73,8 +81,9 @@ def build(
     else:
         obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, np.uint8)})
     return DreamerAgent(
-        obs_space, ACTION_DIM, config.world_model, config.dreamer, seed=0, device=device
-    )
+        obs_space, ACTION_DIM, config.world_model, config.dreamer, seed=0, device=device,
+        precision=precision,
+    )  # fmt: skip
 
 
 def behaviour_update(agent: DreamerAgent, start, start_cont) -> None:
@@ -93,7 +102,7 @@ def model_update(agent: DreamerAgent, batch: dict[str, Any]) -> None:
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    agent = build(name, device, args.horizon, args.imag_last, args.obs)
+    agent = build(name, device, args.horizon, args.imag_last, args.obs, args.precision)
     batch = make_batch(args.batch, args.length, device)
     if args.obs == "proprio":
         gen = torch.Generator().manual_seed(1)
@@ -127,6 +136,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     params += sum(p.numel() for p in agent.behavior.critic.parameters())
     return {
         "agent": name,
+        "precision": args.precision,
         "presets": AGENTS[name],
         "actor_grad": agent.behavior.actor_grad,
         "params": params,
@@ -139,10 +149,11 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_child(name: str, precision: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--out", str(out)]
+        cmd += ["--precision", precision]
         flags = ("batch", "length", "horizon", "imag_last", "repeats", "warmup", "device", "obs")
         for flag in (*flags, "threads"):
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -168,13 +179,15 @@ def table(report: dict[str, Any]) -> str:
         f"fp32 matmul: {peak / 1e9:.1f} GFLOP/s (best of start and end of the run)",
         "",
     ]
-    head = ["agent", "actor grad", "params", "update s", "world model s", "actor-critic s"]
+    head = ["agent", "precision", "actor grad", "params", "update s", "world model s"]
+    head += ["actor-critic s"]
     head += ["peak MiB", "GFLOP/upd", "% peak"]
     rows = [head]
     for r in report["agents"]:
         rows.append(
             [
                 r["agent"],
+                r.get("precision", "float32"),
                 r["actor_grad"],
                 f"{r['params'] / 1e6:.1f}M",
                 f"{r['median_s']:.2f}",
@@ -205,12 +218,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--obs", choices=["pixels", "proprio"], default="pixels",
         help="64x64 images (CNN encoder and decoder) or a state vector (MLPs only)",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision", default="float32",
+        help="float32, bfloat16 (autocast) or both, comma-separated, each agent timed under each",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    wrong = [p for p in args.precisions if p not in ("float32", "bfloat16")]
+    if wrong or not args.precisions or (args.child is not None and len(args.precisions) != 1):
+        parser.error(f"--precision {args.precision!r}: use float32, bfloat16 or float32,bfloat16")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available; use --device cpu")
     return args
@@ -230,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--agents: unknown {unknown}; choose from {sorted(AGENTS)}")
     load = os.getloadavg()[0]
     start = matmul_flops(args.device)["flops"]
-    agents = [run_child(name, args) for name in names]
+    agents = [run_child(name, p, args) for name in names for p in args.precisions]
     end = matmul_flops(args.device)["flops"]
     report = {
         "device": args.device,
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "obs": args.obs,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "precisions": args.precisions,
         "matmul_flops": max(start, end),
         "agents": agents,
     }
@@ -255,7 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section="train-step-speed"
         + (f"-imag-last{args.imag_last}" if args.imag_last else "")
         + ("-proprio" if args.obs == "proprio" else "")
-        + ("-cuda" if args.device == "cuda" else ""),
+        + ("-cuda" if args.device == "cuda" else "")
+        + ("-bf16" if "bfloat16" in args.precisions else ""),
         title=f"## Full Dreamer update speed ({report['cpu']})",
         argv=argv,
         json_path=args.json,

@@ -419,6 +419,28 @@ def test_train_step_measures_a_proprio_update_without_a_cnn(tmp_path):
     assert report["agents"][0]["params"] < image["params"]
 
 
+def test_train_step_times_each_agent_under_each_precision(tmp_path, capsys):
+    import train_step
+
+    out = tmp_path / "prec.json"
+    train_step.main([
+        "--agents", "v3_xxs", "--obs", "proprio", "--batch", "2", "--length", "4", "--horizon",
+        "2", "--repeats", "1", "--warmup", "0", "--precision", "float32,bfloat16", "--json",
+        str(out),
+    ])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["precisions"] == ["float32", "bfloat16"]
+    assert [(a["agent"], a["precision"]) for a in report["agents"]] == [
+        ("v3_xxs", "float32"),
+        ("v3_xxs", "bfloat16"),
+    ]
+    table = capsys.readouterr().out
+    assert "bfloat16" in table and "float32" in table
+    with pytest.raises(SystemExit):
+        train_step.parse_args(["--precision", "float16"])
+    assert "--precision 'float16': use float32, bfloat16" in capsys.readouterr().err
+
+
 def test_planning_times_library_and_reference_side_by_side(tmp_path):
     import planning
 
