@@ -46,7 +46,7 @@ from results import mean_sd, read_section, write_section  # noqa: E402
 from rssm import config as config_lib  # noqa: E402
 from rssm.run.logger import read_metrics, wall_clock  # noqa: E402
 from rssm.run.malloc import keep_freed_memory  # noqa: E402
-from rssm.run.run_config import check_train_schedule  # noqa: E402
+from rssm.run.run_config import check_train_schedule, resolve_threads  # noqa: E402
 from rssm.run.sittings import Sitting, describe, read_sittings  # noqa: E402
 from rssm.run.train import Config, train  # noqa: E402
 
@@ -113,7 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wall-clock budget of each run (run.max_minutes); --steps is then an upper bound",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads per run (run.threads; default: the run's own, 1 on the CPU)",
+    )  # fmt: skip
     parser.add_argument("--fresh", action="store_true", help="delete existing run directories")
     parser.add_argument("--report", action="store_true", help="only report existing runs")
     parser.add_argument("--json", type=Path, default=None)
@@ -151,6 +154,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--steps must be a multiple of --eval-every (the last eval ends the run)")
     if args.fresh and args.report:
         parser.error("--fresh deletes the runs that --report reads; drop one of them")
+    threads = dict(args.set).get("run.threads")
+    if args.threads and threads is not None and threads != args.threads:
+        parser.error(
+            f"--threads {args.threads} and --set run.threads={threads} disagree; give one of them"
+        )
     return args
 
 
@@ -176,6 +184,10 @@ def make_config(args: argparse.Namespace, seed: int) -> Config:
             "run.max_minutes": args.minutes,
         }
     )
+    if args.threads:
+        # The run sets its own thread count (run.threads, 1 on the CPU by default): a thread
+        # count set only in this process would be replaced inside train().
+        overrides["run.threads"] = args.threads
     config = config_lib.apply_overrides(config, overrides)
     check_train_schedule(config, config_lib.layers(args.configs, overrides))
     return config
@@ -184,8 +196,6 @@ def make_config(args: argparse.Namespace, seed: int) -> Config:
 def one_run(job: tuple[argparse.Namespace, int]) -> dict[str, Any]:
     """Trains (or resumes) one seed in this process; returns its curve."""
     args, seed = job
-    if args.threads:
-        torch.set_num_threads(args.threads)
     keep_freed_memory()
     config = make_config(args, seed)
     directory = Path(config.logdir)
@@ -334,7 +344,7 @@ def markdown(args: argparse.Namespace, runs: list[dict[str, Any]], command: str)
         f"Command: `{command.strip()}`  ",
         f"Written {time.strftime('%Y-%m-%d')} by the run itself: {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__}, {args.jobs} run(s) in parallel, "
-        f"{args.threads or torch.get_num_threads()} torch thread(s) each; seeds "
+        f"{resolve_threads(config.run)} torch thread(s) each; seeds "
         f"{', '.join(map(str, args.seeds))}; eval return = mean of {config.run.eval_episodes} "
         "episodes of the eval policy on held-out env seeds; train return = mean of the training "
         "episodes since the previous eval.  ",

@@ -621,3 +621,22 @@ def test_revisions_names_a_revision_it_cannot_find(capsys):
 
     with pytest.raises(SystemExit, match="no-such-revision"):
         revisions.main(["--base", "no-such-revision"])
+
+
+def test_learn_threads_reach_the_runs_and_their_row(tmp_path, capsys):
+    # --threads is the run's own thread count (run.threads): train() sets that one, so a count
+    # set only in the calling process would be replaced there and the row would misstate it.
+    import learn
+
+    base = ["--label", "x", "--configs", "planet", "debug", "--env", "builtin:pointmass",
+            "--steps", "100", "--eval-every", "100", "--out", str(tmp_path)]  # fmt: skip
+    assert learn.make_config(learn.parse_args([*base, "--threads", "2"]), 0).run.threads == 2
+    assert learn.make_config(learn.parse_args(base), 0).run.threads is None
+    same = learn.parse_args([*base, "--threads", "2", "--set", "run.threads=2"])
+    assert learn.make_config(same, 0).run.threads == 2
+    with pytest.raises(SystemExit):
+        learn.parse_args([*base, "--threads", "2", "--set", "run.threads=1"])
+    assert "--threads 2 and --set run.threads=1 disagree" in capsys.readouterr().err
+    # the row states the count the runs used: 1 on the CPU unless told otherwise
+    learn.main([*base, "--eval-episodes", "1", "--seeds", "0"])
+    assert "1 torch thread(s) each" in capsys.readouterr().out
