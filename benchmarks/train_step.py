@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (f"-imag-last{args.imag_last}" if args.imag_last else "")
         + ("-proprio" if args.obs == "proprio" else "")
         + ("-cuda" if args.device == "cuda" else "")
-        + ("-bf16" if "bfloat16" in args.precisions else ""),
+        + (f"-bf16-threads{torch.get_num_threads()}" if "bfloat16" in args.precisions else ""),
         title=f"## Full Dreamer update speed ({report['cpu']})",
         argv=argv,
         json_path=args.json,
