@@ -8,6 +8,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -138,18 +140,24 @@ def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
 
 
 # PyTorch's CPU softmax vectorises along the reduced dim: over fewer classes than one vector of
-# floats holds (16 with AVX-512) it runs a scalar path, 8x slower than reducing along a longer dim
-# (2026-12-02, torch 2.13 on a Xeon, 1 thread: 4.2 ms for [1024, 32, 8] against 0.52 ms through the
-# transposed layout, contiguous copy included). Below this many elements the copy costs more.
-_SMALL_CLASSES = 16
+# floats holds it runs a scalar path, several times slower than reducing along a longer dim
+# (2026-12-02, torch 2.13 on a Xeon, 1 thread, [1024, 32, 8]: 4.2 ms with AVX-512 kernels against
+# 0.52 ms through the transposed layout, its contiguous copy included; with AVX2 kernels, whose
+# vectors hold 8 floats, 0.41 ms against 0.67 ms). Below _MIN_NUMEL elements the copy costs more.
 _MIN_NUMEL = 4096
+
+
+@functools.lru_cache(maxsize=1)
+def _vector_floats() -> int:
+    """Floats per vector of the CPU kernels torch dispatches to (ATEN_CPU_CAPABILITY)."""
+    return 16 if torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512") else 8
 
 
 def _transposed(x: Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dim() >= 2
-        and x.shape[-1] < _SMALL_CLASSES
+        and x.shape[-1] < _vector_floats()
         and x.shape[-2] > 1
         and x.numel() >= _MIN_NUMEL
     )
@@ -157,8 +165,9 @@ def _transposed(x: Tensor) -> bool:
 
 def softmax_last(x: Tensor) -> Tensor:
     """``torch.softmax(x, -1)``, computed along dim -2 of the transposed tensor where the last dim
-    is short (categorical latents: 32 groups of 8 classes), which is several times faster on the
-    CPU; the same values up to float rounding, contiguous, with the usual gradient.
+    is shorter than one vector of the CPU's kernels (categorical latents: 32 groups of 8 classes
+    with AVX-512), several times faster there; the same values up to float rounding, contiguous,
+    with the usual gradient.
 
     Args:
         x: logits [..., C].

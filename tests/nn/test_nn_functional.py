@@ -72,9 +72,14 @@ def test_twohot_round_trip_and_batch_shape():
     "shape",
     [(1024, 32, 8), (4, 64, 32, 8), (1024, 6), (1024, 32, 4), (1024, 32, 16), (3, 8), (2, 1, 8)],
 )
-def test_softmax_last_matches_torch_in_value_and_gradient(shape):
-    # Both layouts (transposed for a short last dim on enough elements, plain otherwise) give
-    # torch's softmax / log_softmax over the last dim, contiguous, with the same gradient.
+@pytest.mark.parametrize("vector", [16, 8])
+def test_softmax_last_matches_torch_in_value_and_gradient(shape, vector, monkeypatch):
+    # Both layouts (transposed for a short last dim on enough elements, plain otherwise; both
+    # vector widths, whatever this CPU is) give torch's softmax / log_softmax over the last dim,
+    # contiguous, with the same gradient.
+    from rssm.nn import functional
+
+    monkeypatch.setattr(functional, "_vector_floats", lambda: vector)
     gen = torch.Generator().manual_seed(0)
     x = (3.0 * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
     grad = torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -87,14 +92,26 @@ def test_softmax_last_matches_torch_in_value_and_gradient(shape):
         torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
 
 
-def test_softmax_last_takes_the_transposed_layout_only_where_it_pays():
-    # The layout choice itself: short last dims on enough elements, nothing else.
-    from rssm.nn.functional import _transposed
+@pytest.mark.parametrize("vector", [16, 8])
+def test_softmax_last_takes_the_transposed_layout_only_where_it_pays(vector, monkeypatch):
+    # The layout choice itself: fewer classes than one vector of the CPU's kernels holds (16
+    # floats with AVX-512, 8 with AVX2), on enough elements, nothing else.
+    from rssm.nn import functional
 
-    assert _transposed(torch.zeros(1024, 32, 8))
-    assert _transposed(torch.zeros(1024, 6))
-    assert not _transposed(torch.zeros(1024, 32, 16))  # one AVX-512 vector or more: plain
-    assert not _transposed(torch.zeros(16384, 255))
-    assert not _transposed(torch.zeros(1, 32, 8))  # too few elements for the copy to pay
-    assert not _transposed(torch.zeros(4096, 1, 8))  # nothing to reduce along instead
-    assert not _transposed(torch.zeros(1024, 8)[0])  # one dim
+    monkeypatch.setattr(functional, "_vector_floats", lambda: vector)
+    transposed = functional._transposed
+    assert transposed(torch.zeros(1024, 32, 8)) == (vector == 16)
+    assert transposed(torch.zeros(1024, 32, 4))
+    assert transposed(torch.zeros(1024, 6))
+    assert not transposed(torch.zeros(1024, 32, 16))  # one vector or more: plain
+    assert not transposed(torch.zeros(16384, 255))
+    assert not transposed(torch.zeros(1, 32, 4))  # too few elements for the copy to pay
+    assert not transposed(torch.zeros(4096, 1, 4))  # nothing to reduce along instead
+    assert not transposed(torch.zeros(1024, 4)[0])  # one dim
+
+
+def test_softmax_last_reads_the_vector_width_of_the_dispatched_kernels():
+    from rssm.nn import functional
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert functional._vector_floats() == (16 if capability.startswith("AVX512") else 8)
