@@ -180,14 +180,13 @@ def table(report: dict[str, Any]) -> str:
         "",
     ]
     head = ["agent", "precision", "actor grad", "params", "update s", "world model s"]
-    head += ["actor-critic s"]
-    head += ["peak MiB", "GFLOP/upd", "% peak"]
+    head += ["actor-critic s", "peak MiB", "GFLOP/upd", "% peak"]
     rows = [head]
     for r in report["agents"]:
         rows.append(
             [
                 r["agent"],
-                r.get("precision", "float32"),
+                r["precision"],
                 r["actor_grad"],
                 f"{r['params'] / 1e6:.1f}M",
                 f"{r['median_s']:.2f}",

@@ -163,6 +163,12 @@ def _transposed(x: Tensor) -> bool:
     )
 
 
+def _over_last(fn, x: Tensor) -> Tensor:
+    if _transposed(x):
+        return fn(x.transpose(-1, -2), -2).transpose(-1, -2).contiguous()
+    return fn(x, -1)
+
+
 def softmax_last(x: Tensor) -> Tensor:
     """``torch.softmax(x, -1)``, computed along dim -2 of the transposed tensor where the last dim
     is shorter than one vector of the CPU's kernels (categorical latents: 32 groups of 8 classes
@@ -175,13 +181,9 @@ def softmax_last(x: Tensor) -> Tensor:
     Returns:
         probabilities [..., C].
     """
-    if _transposed(x):
-        return torch.softmax(x.transpose(-1, -2), -2).transpose(-1, -2).contiguous()
-    return torch.softmax(x, -1)
+    return _over_last(torch.softmax, x)
 
 
 def log_softmax_last(x: Tensor) -> Tensor:
     """``torch.log_softmax(x, -1)``, with the layout choice of :func:`softmax_last`."""
-    if _transposed(x):
-        return torch.log_softmax(x.transpose(-1, -2), -2).transpose(-1, -2).contiguous()
-    return torch.log_softmax(x, -1)
+    return _over_last(torch.log_softmax, x)
