@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
 from results import align, publish  # noqa: E402
+from throughput import cpu_name  # noqa: E402
 
 SCRIPT = Path("benchmarks") / "train_step.py"
 PARTS = ("world_model_s", "actor_critic_s")  # the two halves train_step.py also times
@@ -65,7 +67,7 @@ def table(report: dict[str, Any]) -> str:
         f"full Dreamer update (benchmarks/train_step.py), batch {report['batch']}x"
         f"{report['length']}, {report['obs']}, {report['threads']} threads, "
         f"{report['rounds']} rounds x {report['repeats']} timed updates per side",
-        f"base {report['base']} vs this checkout {report['head']}; "
+        f"base {report['base']} vs this checkout {report['head']}; {report['cpu']}; "
         f"1-min load {report['loadavg_start']:.1f} at start",
         "s = median over all timed updates of all rounds; ratio = this checkout / base "
         "(above 1: slower)",
@@ -95,7 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
+    parser.add_argument(
+        "--label", default="",
+        help="suffix of the docs/results.md section (train-step-vs-BASE-LABEL), e.g. the machine, "
+        "so that a comparison on another CPU does not replace this one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.label and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.label):
+        parser.error(f"--label {args.label!r}: use letters, digits, '.', '_' and '-' only")
     if args.rounds < 1 or args.repeats < 1:
         parser.error("--rounds and --repeats must be at least 1")
     return args
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "head": head,
         "agents": agents,
         "loadavg_start": load,
+        "cpu": cpu_name(),
         **{
             k: getattr(args, k)
             for k in ("batch", "length", "horizon", "obs", "repeats", "rounds", "threads")
@@ -140,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report,
         table(report),
         script="revisions.py",
-        section=f"train-step-vs-{base}",
-        title=f"## Full Dreamer update: {base} vs this checkout",
+        section=f"train-step-vs-{base}" + (f"-{args.label}" if args.label else ""),
+        title=f"## Full Dreamer update: {base} vs this checkout ({report['cpu']})",
         argv=argv,
         json_path=args.json,
         results=args.results,

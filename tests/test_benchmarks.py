@@ -610,10 +610,19 @@ def test_revisions_times_a_base_revision_beside_this_checkout(tmp_path, capsys):
     assert set(sides) == {"base", "head"}
     assert all(side["median_s"] > 0 for side in sides.values())
     assert json.loads(out.read_text())["rounds"] == 1
-    assert "ratio" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ratio" in printed and report["cpu"] in printed  # the machine is named in the table
     # the temporary worktree is gone again
     worktrees = revisions.git("worktree", "list")
     assert str(tmp_path) not in worktrees and "/base " not in worktrees
+
+
+def test_revisions_refuses_a_label_that_cannot_name_a_section(capsys):
+    import revisions
+
+    with pytest.raises(SystemExit):
+        revisions.main(["--base", "HEAD", "--label", "two words"])
+    assert "--label 'two words'" in capsys.readouterr().err
 
 
 def test_revisions_names_a_revision_it_cannot_find(capsys):
