@@ -5,8 +5,10 @@ whole on the next run; everything outside the markers is left as it is.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -76,6 +78,26 @@ def align(rows: list[list[str]]) -> list[str]:
 def captioned(caption: str, rows: list[list[str]]) -> str:
     """A table's text: the caption line, a blank line and the aligned rows."""
     return "\n".join([caption, "", *align(rows)])
+
+
+def add_label_argument(parser: argparse.ArgumentParser) -> None:
+    """``--label``: a suffix of the docs/results.md section, e.g. the machine, so that the same
+    benchmark run on another CPU writes a section of its own instead of replacing this one."""
+    parser.add_argument(
+        "--label", default="", help="suffix of the docs/results.md section (SECTION-LABEL), "
+        "e.g. the machine, so that a run on another CPU does not replace this one's section",
+    )  # fmt: skip
+
+
+def check_label(parser: argparse.ArgumentParser, label: str) -> None:
+    """A ``--label`` that cannot be part of a section name is a usage error naming it."""
+    if label and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", label):
+        parser.error(f"--label {label!r}: use letters, digits, '.', '_' and '-' only")
+
+
+def labelled(section: str, label: str) -> str:
+    """``section`` with ``-label`` appended when there is a label."""
+    return f"{section}-{label}" if label else section
 
 
 def command_line(script: str, argv: list[str] | None) -> str:

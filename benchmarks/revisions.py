@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
-from results import align, publish  # noqa: E402
+from results import add_label_argument, align, check_label, labelled, publish  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 SCRIPT = Path("benchmarks") / "train_step.py"
@@ -97,14 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
-    parser.add_argument(
-        "--label", default="",
-        help="suffix of the docs/results.md section (train-step-vs-BASE-LABEL), e.g. the machine, "
-        "so that a comparison on another CPU does not replace this one",
-    )  # fmt: skip
+    add_label_argument(parser)
     args = parser.parse_args(argv)
-    if args.label and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.label):
-        parser.error(f"--label {args.label!r}: use letters, digits, '.', '_' and '-' only")
+    check_label(parser, args.label)
     if args.rounds < 1 or args.repeats < 1:
         parser.error("--rounds and --repeats must be at least 1")
     return args
@@ -150,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report,
         table(report),
         script="revisions.py",
-        section=f"train-step-vs-{base}" + (f"-{args.label}" if args.label else ""),
+        section=labelled(f"train-step-vs-{base}", args.label),
         title=f"## Full Dreamer update: {base} vs this checkout ({report['cpu']})",
         argv=argv,
         json_path=args.json,

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-from results import align, publish  # noqa: E402
+from results import add_label_argument, align, check_label, labelled, publish  # noqa: E402
 from throughput import count_flops, cpu_name, matmul_flops, timed  # noqa: E402
 from world_model import ACTION_DIM, IMAGE_SHAPE, make_batch  # noqa: E402
 
@@ -224,9 +224,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--results", action="store_true", help="write docs/results.md section")
+    add_label_argument(parser)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_label(parser, args.label)
     args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     wrong = [p for p in args.precisions if p not in ("float32", "bfloat16")]
     if wrong or not args.precisions or (args.child is not None and len(args.precisions) != 1):
@@ -273,11 +275,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report,
         table(report),
         script="train_step.py",
-        section="train-step-speed"
-        + (f"-imag-last{args.imag_last}" if args.imag_last else "")
-        + ("-proprio" if args.obs == "proprio" else "")
-        + ("-cuda" if args.device == "cuda" else "")
-        + (f"-bf16-threads{torch.get_num_threads()}" if "bfloat16" in args.precisions else ""),
+        section=labelled(
+            "train-step-speed"
+            + (f"-imag-last{args.imag_last}" if args.imag_last else "")
+            + ("-proprio" if args.obs == "proprio" else "")
+            + ("-cuda" if args.device == "cuda" else "")
+            + (f"-bf16-threads{torch.get_num_threads()}" if "bfloat16" in args.precisions else ""),
+            args.label,
+        ),
         title=f"## Full Dreamer update speed ({report['cpu']})",
         argv=argv,
         json_path=args.json,

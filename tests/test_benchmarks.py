@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -617,12 +618,20 @@ def test_revisions_times_a_base_revision_beside_this_checkout(tmp_path, capsys):
     assert str(tmp_path) not in worktrees and "/base " not in worktrees
 
 
-def test_revisions_refuses_a_label_that_cannot_name_a_section(capsys):
-    import revisions
-
+@pytest.mark.parametrize("script", ["revisions", "train_step"])
+def test_a_label_that_cannot_name_a_section_is_refused(script, capsys):
+    module = importlib.import_module(script)
+    argv = ["--base", "HEAD"] if script == "revisions" else []
     with pytest.raises(SystemExit):
-        revisions.main(["--base", "HEAD", "--label", "two words"])
+        module.main([*argv, "--label", "two words"])
     assert "--label 'two words'" in capsys.readouterr().err
+
+
+def test_labelled_appends_the_label_to_the_section():
+    import results
+
+    assert results.labelled("train-step-speed-proprio", "epyc") == "train-step-speed-proprio-epyc"
+    assert results.labelled("train-step-speed", "") == "train-step-speed"
 
 
 def test_revisions_names_a_revision_it_cannot_find(capsys):
