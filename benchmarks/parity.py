@@ -82,6 +82,8 @@ METRICS: dict[str, tuple[Getter, Getter]] = {
     "posterior entropy": (_key("train/post_ent"), _key("post_ent")),
     "critic value (mean)": (_key("train/value_mean"), _key("value_mean")),
     "imagined λ-return (mean)": (_key("train/return_mean"), _key("target_mean")),
+    "data reward (mean)": (_key("train/data_reward"), _key("data_reward")),
+    "reward head on posteriors (mean)": (_key("train/post_reward"), _key("post_reward")),
     "imagined reward (mean)": (_key("train/imag_reward"), _key("imag_reward_mean")),
     "return scale": (_key("train/return_scale"), _reference_scale),
     "actor entropy": (_key("train/actor_entropy"), _key("actor_entropy")),

@@ -191,7 +191,13 @@ class WorldModel(nn.Module):
             metrics["kl"] = kl_value.mean()
             metrics["prior_ent"] = self.rssm.dist(prior.stats).entropy().mean()
             metrics["post_ent"] = self.rssm.dist(posterior.stats).entropy().mean()
-            metrics["reward_mae"] = (reward_dist.mode() - reward).abs().mean()
+            predicted = reward_dist.mode()
+            metrics["reward_mae"] = (predicted - reward).abs().mean()
+            # The batch's mean reward and the reward head's mean reading of the same rows: a head
+            # that reads several times the data's reward (sparse rewards, early training) feeds
+            # that bias to every imagined trajectory (``imag_reward``).
+            metrics["data_reward"] = reward.mean()
+            metrics["post_reward"] = predicted.mean()
         last_state = posterior.at((slice(None), -1)).detach()
         return WorldModelOutput(
             loss, terms, metrics, posterior, prior, last_state, action[:, -1].detach()

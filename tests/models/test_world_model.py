@@ -96,6 +96,19 @@ def test_loss_terms_match_scales(latent):
     torch.testing.assert_close(out.last_action, batch["action"][:, -1])
 
 
+def test_reward_metrics_read_the_batch_and_the_reward_head_on_its_posteriors():
+    model = make_model("gaussian")
+    batch = make_batch()
+    batch["reward"] = batch["reward"].abs() + 3.0  # a data mean far from the untrained head's
+    torch.manual_seed(1)
+    out = model.loss(batch)
+    torch.testing.assert_close(out.metrics["data_reward"], batch["reward"].mean())
+    with torch.no_grad():
+        predicted = model.reward(out.posterior.feat()).mode()
+    torch.testing.assert_close(out.metrics["post_reward"], predicted.mean())
+    assert not torch.isclose(out.metrics["post_reward"], out.metrics["data_reward"])
+
+
 @pytest.mark.parametrize("latent", ["gaussian", "categorical"])
 def test_gradients_reach_every_parameter(latent):
     model = make_model(latent)
