@@ -96,6 +96,7 @@ class _Counters:
     nonfinite: int = 0  # updates with a skipped (non-finite) optimiser step
     nonfinite_streak: int = 0  # ... of them in a row
     offline: int = 0  # 1: an offline run, whose steps count updates
+    pending: int = 0  # updates due at this step not run yet (a Ctrl-C stopped their burst)
     world: int = 1  # ranks of a data-parallel run, each collecting as many agent steps
 
     @property
@@ -261,9 +262,14 @@ def _load_offline(parts: _Parts, spec: EnvSpec, replay_dir: Path) -> None:
         )
 
 
-def _train(parts: _Parts) -> None:
+def _train(parts: _Parts, interrupted: Callable[[], bool] = lambda: False) -> bool:
     """Runs the updates that the schedule says are due (none while replay holds fewer than
-    ``length`` steps per environment: those updates are skipped, not deferred)."""
+    ``length`` steps per environment: those updates are skipped, not deferred).
+
+    A Ctrl-C lands between two updates of a single-process run: the updates still due stay in
+    ``counters.pending`` (saved in the checkpoint, run first by the resumed run) and this returns
+    False. Data-parallel ranks stop only between bursts, all at the same step.
+    """
     config, counters, train = parts.config, parts.counters, parts.schedules.train
     if isinstance(train, Ratio):
         due = train(counters.agent_steps)
@@ -271,13 +277,18 @@ def _train(parts: _Parts) -> None:
         due = config.run.train_steps if train(counters.env_steps) else 0
     batch_size, length = parts.batch_size, config.replay.length
     learns = parts.agent.capabilities.learns  # the random baseline does not
-    if due == 0 or not learns or len(parts.replay) < length * config.env.num_envs:
-        return
-    for _ in range(due):
+    if due and learns and len(parts.replay) >= length * config.env.num_envs:
+        counters.pending += due
+    alone = parts.world.size == 1
+    while counters.pending:
+        if alone and interrupted():
+            return False
         metrics = parts.agent.train_step(parts.replay.sample(batch_size, length))
         parts.stats.add("train/", metrics)
         counters.updates += 1
+        counters.pending -= 1
         check_finite(metrics, counters, config.run.max_nonfinite)
+    return True
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -442,9 +453,8 @@ def _loop(parts: _Parts, run_dir: Path, report: Reporter, interrupted: Callable[
     budget = Budget(config.run.max_minutes)
     while True:
         stop, late = distributed.reduce_flags(interrupted(), budget.spent())  # as all ranks do
-        if stop:
+        if stop or not _train(parts, interrupted):
             raise SafeStop
-        _train(parts)
         done = counters.env_steps >= config.run.steps
         spent = not done and late
         report(final=done or spent, evaluate=spent)

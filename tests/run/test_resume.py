@@ -318,6 +318,41 @@ def test_ctrl_c_mid_episode_checkpoints_exactly_and_the_resume_repeats_the_run(
     assert_same_runs(whole, tmp_path / "run")
 
 
+def test_ctrl_c_inside_a_burst_of_updates_stops_after_the_update_and_resumes_exactly(
+    tmp_path, monkeypatch, uninterrupted
+):
+    # debug: bursts of 5 updates every 50 env steps; Ctrl-C during the 12th update, mid-burst
+    whole = uninterrupted("dreamer_v3")
+    config = make_config(tmp_path, "run", "dreamer_v3")
+    build, done = train_lib._build, []
+
+    def build_with_ctrl_c(*args, **kwargs):
+        parts = build(*args, **kwargs)
+        train_step = parts.agent.train_step
+
+        def pressed(batch):
+            metrics = train_step(batch)
+            done.append(1)
+            if len(done) == 12:
+                signal.raise_signal(signal.SIGINT)  # the burst stops after this update
+            return metrics
+
+        parts.agent.train_step = pressed
+        return parts
+
+    monkeypatch.setattr(train_lib, "_build", build_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_train(config)
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    counters = state["counters"]
+    assert state["exact"] and counters["updates"] == 12 and counters["pending"] == 3, counters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an exact resume warns about nothing
+        train(config, resume=True)
+    assert_same_runs(whole, tmp_path / "run")
+
+
 def test_an_env_that_does_not_repeat_its_episode_restarts_it_with_a_warning(tmp_path, monkeypatch):
     config = make_config(
         tmp_path, "run", steps=200, checkpoint_every=100, eval_every=0, video_every=0
