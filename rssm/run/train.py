@@ -262,7 +262,7 @@ def _load_offline(parts: _Parts, spec: EnvSpec, replay_dir: Path) -> None:
         )
 
 
-def _train(parts: _Parts, interrupted: Callable[[], bool] = lambda: False) -> bool:
+def _train(parts: _Parts, interrupted: Callable[[], bool]) -> bool:
     """Runs the updates that the schedule says are due (none while replay holds fewer than
     ``length`` steps per environment: those updates are skipped, not deferred).
 
